@@ -1,0 +1,267 @@
+// The Backend contract: what a device must do for mixprec to run on it.
+//
+// A backend owns typed buffers and runs kernels over contiguous views of them.
+// It knows nothing of autograd, autocast or tensors: the layers above decide
+// what to compute and in which dtype; a backend computes it. Every kernel reads
+// its inputs in their storage dtype, computes and accumulates in (at least)
+// float32, and rounds once when it stores to the output's dtype.
+//
+// Kernels are "fire and forget": a device backend may queue them and run them
+// later, in order. Only `read` waits, so a training step never synchronises with
+// the host unless somebody asks for a value.
+
+import type { DType } from '../dtype/dtype.js';
+
+/** A typed allocation on a backend. Opaque above the backend. */
+export interface Buf {
+  readonly dtype: DType;
+  /** Elements. */
+  readonly size: number;
+}
+
+/** A contiguous run of `size` elements of `buf`, starting at element `offset`. */
+export interface View {
+  readonly buf: Buf;
+  readonly offset: number;
+  readonly size: number;
+  readonly dtype: DType;
+}
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'relu' | 'gelu' | 'sigmoid'
+  | 'abs' | 'square' | 'reciprocal' | 'sign'
+  /** x ** scalar */
+  | 'pow'
+  /** x * scalar + scalar2 */
+  | 'affine';
+
+export type BinaryOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum'
+  /** Comparisons give 1 or 0 in the output dtype. */
+  | 'eq' | 'ne' | 'gt' | 'ge' | 'lt' | 'le'
+  /** Backward helpers: first operand is the forward input (or output for tanh/sigmoid), second the output gradient. */
+  | 'relu_grad' | 'gelu_grad' | 'tanh_grad' | 'sigmoid_grad';
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** Element strides and offset of an operand inside a broadcast or permuted iteration space. */
+export interface Strided {
+  view: View;
+  /** Extra element offset into the view. */
+  offset: number;
+  /** One stride per dimension of the iteration shape; 0 broadcasts. */
+  strides: readonly number[];
+}
+
+/** Shape of a (batched) matrix product C[b] = op(A[b]) @ op(B[b]). */
+export interface MatmulSpec {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  /** A is stored [K, M] (read transposed). */
+  transA: boolean;
+  /** B is stored [N, K] (read transposed). */
+  transB: boolean;
+  /** Element stride between consecutive batch matrices; 0 shares one matrix across the batch. */
+  strideA: number;
+  strideB: number;
+  /** Optional bias of length N added to every row. */
+  bias?: View;
+  /** Apply tanh-GELU after the bias; if `preGelu` is given, the value before it is stored there too. */
+  gelu?: boolean;
+  preGelu?: View;
+  /** Accumulate into C (C += product) instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+/**
+ * Addressing of one of q, k, v or o in attention: element (b, h, t, d) lives at
+ * offset + b*sB + h*sH + t*sT + d. This lets attention read q, k and v straight
+ * out of a fused [B, T, 3*D] projection and write o as [B, T, D] without copies.
+ */
+export interface HeadLayout {
+  offset: number;
+  sB: number;
+  sH: number;
+  sT: number;
+}
+
+export interface AttentionSpec {
+  batch: number;
+  heads: number;
+  /** Query length and key length. */
+  tq: number;
+  tk: number;
+  headDim: number;
+  scale: number;
+  causal: boolean;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay per parameter (0 where it does not apply). */
+  weightDecay: readonly number[];
+}
+
+export interface SGDHyper {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  weightDecay: readonly number[];
+}
+
+/**
+ * The tensors of one parameter group, for a multi-tensor optimizer step.
+ * `params` are what the model computes with; when `master` is given (16-bit
+ * parameters), the update happens on the float32 master copy and is written back
+ * rounded to the parameter dtype.
+ */
+export interface OptimizerGroup {
+  params: readonly View[];
+  grads: readonly View[];
+  /** AdamW: exp_avg and exp_avg_sq. SGD: the momentum buffers in state0 (state1 unused). */
+  state0: readonly View[];
+  state1: readonly View[];
+  master?: readonly View[];
+  /** float32 [1]: steps taken; incremented only when the step is not skipped. */
+  step: View;
+  /** float32 [1]: when nonzero the whole step is skipped (GradScaler found inf/NaN). */
+  foundInf?: View;
+  /** Seeded stochastic rounding when writing 16-bit parameters from the master copy. */
+  stochasticRounding?: { key: number; start: number };
+}
+
+export interface MemoryInfo {
+  /** Live buffers and their bytes as allocated (including a pool's free blocks, if any). */
+  buffers: number;
+  bytes: number;
+  /** Peak of `bytes` since the backend was created. */
+  peakBytes: number;
+}
+
+export type HostArray = Float32Array | Float64Array | Int32Array;
+/** Raw storage bits: fp16/bf16 as Uint16Array, the rest as their own typed array. */
+export type RawArray = Float32Array | Float64Array | Int32Array | Uint16Array;
+
+export interface Backend {
+  readonly name: string;
+  /** Human-readable description of the device, for logs. */
+  readonly description: string;
+  /** Dtypes this backend can store. */
+  supports(dtype: DType): boolean;
+
+  // Memory
+  alloc(dtype: DType, size: number): Buf;
+  free(buf: Buf): void;
+  memory(): MemoryInfo;
+
+  // Transfers
+  /** Writes host numbers, rounded to the view's dtype. */
+  write(dst: View, data: ArrayLike<number>): void;
+  /** Writes raw storage bits (fp16/bf16 as 16-bit patterns). */
+  writeRaw(dst: View, data: RawArray): void;
+  /** Reads values widened to numbers: float64 as Float64Array, int32 as Int32Array, other floats as Float32Array. */
+  read(src: View): Promise<HostArray>;
+  readRaw(src: View): Promise<RawArray>;
+  /** Synchronous read, where the backend can do it (the CPU backend); undefined elsewhere. */
+  readSync?(src: View): HostArray;
+  /** Submits queued work and resolves when the device has finished it. */
+  sync(): Promise<void>;
+
+  // Elementwise
+  fill(out: View, value: number): void;
+  /** Converts (or copies, for equal dtypes) x into out. */
+  cast(x: View, out: View): void;
+  unary(op: UnaryOp, x: View, out: View, scalar?: number, scalar2?: number): void;
+  /** out[i] = a[i] op b[i] over `shape`, with a and b addressed by their strides (broadcasting). */
+  binary(op: BinaryOp, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
+  /** out = cond != 0 ? a : b, broadcasting. */
+  where(cond: Strided, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
+  /** out (contiguous or strided) gets src addressed by strides over `shape`: permute, expand, slice, concatenate. */
+  copy(src: Strided, dst: Strided, shape: readonly number[]): void;
+  /** y = keep ? x / (1 - p) : 0, keep drawn from the counter-based stream (key, start + i). */
+  dropout(x: View, out: View, p: number, key: number, start: number): void;
+  /** Upper-triangle fill: for the last two dims [.., T, S], positions with s > t + (S - T) get `value`. */
+  causalFill(x: View, out: View, rows: number, t: number, s: number, value: number): void;
+
+  // Reductions over the middle axis of [outer, r, inner]
+  reduce(op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void;
+
+  // Linear algebra
+  matmul(a: View, b: View, out: View, spec: MatmulSpec): void;
+
+  // Fused transformer kernels (rows x cols, reduced over cols)
+  softmax(x: View, out: View, rows: number, cols: number, log: boolean): void;
+  softmaxBackward(y: View, gy: View, out: View, rows: number, cols: number, log: boolean): void;
+  layerNorm(x: View, weight: View | null, bias: View | null, out: View, mean: View, rstd: View, rows: number, cols: number, eps: number): void;
+  layerNormBackward(
+    x: View, weight: View | null, mean: View, rstd: View, gy: View,
+    gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
+  ): void;
+  /** out[i, :] = table[ids[i], :] */
+  gather(table: View, ids: View, out: View, n: number, dim: number): void;
+  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). */
+  scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
+  /**
+   * Mean cross-entropy of logits [rows, cols] against int32 targets, ignoring
+   * targets equal to ignoreIndex. Writes the mean to loss[0], the number of
+   * counted rows to count[0] and each row's log-sum-exp to lse.
+   */
+  crossEntropy(logits: View, targets: View, loss: View, lse: View, count: View, rows: number, cols: number, ignoreIndex: number): void;
+  /** out = (softmax(logits) - onehot(targets)) * gy[0] / count[0], zero on ignored rows. */
+  crossEntropyBackward(
+    logits: View, targets: View, lse: View, count: View, gy: View, out: View,
+    rows: number, cols: number, ignoreIndex: number,
+  ): void;
+  /** softmax(q k^T * scale, causal) v per (batch, head); lse gets each query's log-sum-exp [batch, heads, tq]. */
+  attention(
+    q: View, qL: HeadLayout, k: View, kL: HeadLayout, v: View, vL: HeadLayout,
+    o: View, oL: HeadLayout, lse: View, spec: AttentionSpec,
+  ): void;
+  attentionBackward(
+    q: View, qL: HeadLayout, k: View, kL: HeadLayout, v: View, vL: HeadLayout,
+    o: View, oL: HeadLayout, lse: View, go: View, goL: HeadLayout,
+    gq: View, gqL: HeadLayout, gk: View, gkL: HeadLayout, gv: View, gvL: HeadLayout,
+    spec: AttentionSpec,
+  ): void;
+
+  // Multi-tensor kernels for mixed-precision training
+  /** Sum of squares of every element of every view, accumulated in float32 into out[0] (overwritten). */
+  sumOfSquares(views: readonly View[], out: View): void;
+  /** views *= scale[0] in place. */
+  scaleInPlace(views: readonly View[], scale: View): void;
+  /** views *= invScale[0] in place; foundInf[0] = 1 if any value is inf or NaN (PyTorch's non-finite check and unscale). */
+  unscaleAndCheck(views: readonly View[], invScale: View, foundInf: View): void;
+  /** PyTorch's _amp_update_scale_: scale and growthTracker updated in place from foundInf. */
+  updateScale(scale: View, growthTracker: View, foundInf: View, growthFactor: number, backoffFactor: number, growthInterval: number): void;
+  adamw(group: OptimizerGroup, hyper: AdamWHyper): void;
+  sgd(group: OptimizerGroup, hyper: SGDHyper): void;
+}
+
+export class BackendError extends Error {
+  override name = 'BackendError';
+}
+
+export function view(buf: Buf, offset = 0, size = buf.size - offset): View {
+  return { buf, offset, size, dtype: buf.dtype };
+}
+
+/** Row-major strides of a shape. */
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+export function contiguous(v: View, shape: readonly number[]): Strided {
+  return { view: v, offset: 0, strides: contiguousStrides(shape) };
+}

@@ -1,0 +1,70 @@
+// Typed-array plumbing for the CPU backend: storage per dtype, widening reads
+// and rounding writes.
+
+import type { DType } from '../../dtype/dtype.js';
+import { decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from '../../dtype/codec.js';
+import type { Buf, View } from '../backend.js';
+
+export type Storage = Float32Array | Float64Array | Int32Array | Uint16Array;
+/** Arrays kernels compute from: values as numbers. */
+export type Num = Float32Array | Float64Array | Int32Array;
+
+export class CpuBuf implements Buf {
+  readonly data: Storage;
+  constructor(readonly dtype: DType, readonly size: number) {
+    this.data = newStorage(dtype, size);
+  }
+}
+
+export function newStorage(dtype: DType, size: number): Storage {
+  switch (dtype) {
+    case 'float32': return new Float32Array(size);
+    case 'float64': return new Float64Array(size);
+    case 'int32': return new Int32Array(size);
+    case 'float16': case 'bfloat16': return new Uint16Array(size);
+  }
+}
+
+/** The raw storage elements of a view (no copy). */
+export function raw(v: View): Storage {
+  const d = (v.buf as CpuBuf).data;
+  return v.offset === 0 && v.size === d.length ? d : d.subarray(v.offset, v.offset + v.size);
+}
+
+/** The view's values as numbers: the storage itself for float32/float64/int32, a widened copy for 16-bit floats. */
+export function values(v: View): Num {
+  const r = raw(v);
+  if (v.dtype === 'float16') { const out = new Float32Array(v.size); decodeFloat16(r as Uint16Array, out); return out; }
+  if (v.dtype === 'bfloat16') { const out = new Float32Array(v.size); decodeBFloat16(r as Uint16Array, out); return out; }
+  return r as Num;
+}
+
+/**
+ * An array to compute results into, and a commit that stores them in the view's
+ * dtype. For float32/float64/int32 views it is the storage itself; 16-bit
+ * floats are computed into a float32 scratch and rounded once on commit.
+ */
+export function output(v: View): { arr: Num; commit: () => void } {
+  const r = raw(v);
+  if (v.dtype === 'float16' || v.dtype === 'bfloat16') {
+    const arr = new Float32Array(v.size);
+    const enc = v.dtype === 'float16' ? encodeFloat16 : encodeBFloat16;
+    return { arr, commit: () => enc(arr, r as Uint16Array) };
+  }
+  return { arr: r as Num, commit: () => {} };
+}
+
+/** Like `output`, but starting from the view's current values (for in-place updates). */
+export function inout(v: View): { arr: Num; commit: () => void } {
+  const o = output(v);
+  if (o.arr !== raw(v)) o.arr.set(values(v));
+  return o;
+}
+
+/** Writes numbers into a view, rounding to its dtype. */
+export function store(v: View, data: ArrayLike<number>): void {
+  const r = raw(v);
+  if (v.dtype === 'float16') encodeFloat16(data, r as Uint16Array, v.size);
+  else if (v.dtype === 'bfloat16') encodeBFloat16(data, r as Uint16Array, v.size);
+  else (r as Float32Array | Float64Array | Int32Array).set(data);
+}

@@ -1,0 +1,27 @@
+// Typed errors for tensor misuse. Each names the op and what was wrong with
+// the operands, so the message alone says what to fix.
+
+export { DTypeError } from '../dtype/dtype.js';
+
+export class TensorError extends Error {
+  override name = 'TensorError';
+}
+
+/** Shapes that do not fit together (broadcasting, matmul, reshape, ...). */
+export class ShapeError extends TensorError {
+  override name = 'ShapeError';
+}
+
+/** A tensor used after `dispose()` (or after the `tidy` scope that owned it ended). */
+export class DisposedError extends TensorError {
+  override name = 'DisposedError';
+}
+
+/** Autograd misuse: backward on a tensor that does not require grad, a graph already freed, ... */
+export class GradError extends TensorError {
+  override name = 'GradError';
+}
+
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}

@@ -1,0 +1,219 @@
+// Elementwise ops and their gradients.
+
+import type { BinaryOp, UnaryOp } from '../../backend/backend.js';
+import { parseDType, promote, type DType } from '../../dtype/dtype.js';
+import { float32Output } from '../dispatch.js';
+import { DTypeError } from '../errors.js';
+import { broadcastShapes, requireFloat, sameBackend, stridedAs } from '../helpers.js';
+import { Tensor, record } from '../tensor.js';
+import { sumToShape } from './reduce.js';
+
+function empty(like: Tensor, dtype: DType = like.dtype, shape: readonly number[] = like.shape): Tensor {
+  return Tensor.empty(shape, dtype, like.backend);
+}
+
+/** A one-element tensor holding `v`, for comparisons and other binary ops with a number. */
+function scalarLike(v: number, like: Tensor): Tensor {
+  const dtype = like.dtype === 'int32' && !Number.isInteger(v) ? 'float32' : like.dtype;
+  const t = empty(like, dtype, []);
+  like.backend.write(t.view, [v]);
+  return t;
+}
+
+type Grad = (gy: Tensor, saved: Tensor) => Tensor;
+
+/**
+ * A float unary op. `float32` marks autocast's float32 category (16-bit inputs
+ * give float32 outputs inside an autocast region). `save` says whether the
+ * gradient formula needs the input or the output.
+ */
+function unaryFloat(
+  name: string, x: Tensor, op: UnaryOp, float32: boolean, save: 'x' | 'y', grad: Grad, s?: number, s2?: number,
+): Tensor {
+  requireFloat(name, x);
+  const y = empty(x, float32 ? float32Output(x.dtype) : x.dtype);
+  x.backend.unary(op, x.view, y.view, s, s2);
+  return record(y, name, [x], [save === 'x' ? x : y], (gy, [saved]) => [grad(gy, saved!)]);
+}
+
+function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor, dtype: DType, name: string): Tensor {
+  sameBackend(name, a, b);
+  const shape = broadcastShapes(name, a.shape, b.shape);
+  const y = empty(a, dtype, shape);
+  a.backend.binary(op, stridedAs(a, shape), stridedAs(b, shape), y.view, shape);
+  return y;
+}
+
+// ---- unary ----
+
+export function neg(x: Tensor): Tensor {
+  if (x.dtype === 'int32') return affine(x, -1, 0);
+  return unaryFloat('neg', x, 'neg', false, 'x', (gy) => neg(gy));
+}
+
+export function exp(x: Tensor): Tensor {
+  return unaryFloat('exp', x, 'exp', true, 'y', (gy, y) => mul(gy, y));
+}
+
+export function log(x: Tensor): Tensor {
+  return unaryFloat('log', x, 'log', true, 'x', (gy, x) => div(gy, x));
+}
+
+export function sqrt(x: Tensor): Tensor {
+  return unaryFloat('sqrt', x, 'sqrt', true, 'y', (gy, y) => mul(div(gy, y), 0.5));
+}
+
+export function rsqrt(x: Tensor): Tensor {
+  return unaryFloat('rsqrt', x, 'rsqrt', true, 'y', (gy, y) => mul(gy, affine(pow(y, 3), -0.5, 0)));
+}
+
+export function tanh(x: Tensor): Tensor {
+  return unaryFloat('tanh', x, 'tanh', false, 'y', (gy, y) => gradOp('tanh_grad', y, gy));
+}
+
+export function sigmoid(x: Tensor): Tensor {
+  return unaryFloat('sigmoid', x, 'sigmoid', false, 'y', (gy, y) => gradOp('sigmoid_grad', y, gy));
+}
+
+export function relu(x: Tensor): Tensor {
+  return unaryFloat('relu', x, 'relu', false, 'x', (gy, x) => gradOp('relu_grad', x, gy));
+}
+
+/** GELU with the tanh approximation, as GPT-2 uses. */
+export function gelu(x: Tensor): Tensor {
+  return unaryFloat('gelu', x, 'gelu', false, 'x', (gy, x) => gradOp('gelu_grad', x, gy));
+}
+
+export function abs(x: Tensor): Tensor {
+  return unaryFloat('abs', x, 'abs', false, 'x', (gy, x) => mul(gy, unaryFloat('sign', x, 'sign', false, 'x', () => { throw new Error('unreachable'); })));
+}
+
+export function square(x: Tensor): Tensor {
+  return unaryFloat('square', x, 'square', false, 'x', (gy, x) => mul(gy, affine(x, 2, 0)));
+}
+
+/** x ** p for a number p (autocast float32 category). */
+export function pow(x: Tensor, p: number): Tensor {
+  return unaryFloat('pow', x, 'pow', true, 'x', (gy, x) => mul(gy, affine(pow(x, p - 1), p, 0)), p);
+}
+
+/** x * a + b in one kernel. */
+export function affine(x: Tensor, a: number, b: number): Tensor {
+  const dtype = x.dtype === 'int32' && !(Number.isInteger(a) && Number.isInteger(b)) ? 'float32' : x.dtype;
+  const y = empty(x, dtype);
+  x.backend.unary('affine', x.view, y.view, a, b);
+  return record(y, 'affine', [x], [], (gy) => [affine(gy, a, 0)]);
+}
+
+function gradOp(op: BinaryOp, x: Tensor, gy: Tensor): Tensor {
+  return binaryKernel(op, x, gy, gy.dtype, op);
+}
+
+// ---- binary ----
+
+export function add(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return typeof a === 'number' ? tensorError('add') : affine(a, 1, b);
+  if (typeof a === 'number') return affine(b, 1, a);
+  const y = binaryKernel('add', a, b, promote(a.dtype, b.dtype), 'add');
+  return record(y, 'add', [a, b], [], (gy) => [sumToShape(gy, a.shape), sumToShape(gy, b.shape)]);
+}
+
+export function sub(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return typeof a === 'number' ? tensorError('sub') : affine(a, 1, -b);
+  if (typeof a === 'number') return affine(b, -1, a);
+  const y = binaryKernel('sub', a, b, promote(a.dtype, b.dtype), 'sub');
+  return record(y, 'sub', [a, b], [], (gy) => [sumToShape(gy, a.shape), sumToShape(neg(gy), b.shape)]);
+}
+
+export function mul(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return typeof a === 'number' ? tensorError('mul') : affine(a, b, 0);
+  if (typeof a === 'number') return affine(b, a, 0);
+  const y = binaryKernel('mul', a, b, promote(a.dtype, b.dtype), 'mul');
+  return record(y, 'mul', [a, b], [a, b], (gy, [sa, sb]) => [
+    a.requiresGrad ? sumToShape(mul(gy, sb!), a.shape) : null,
+    b.requiresGrad ? sumToShape(mul(gy, sa!), b.shape) : null,
+  ]);
+}
+
+export function div(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return typeof a === 'number' ? tensorError('div') : affine(a, 1 / b, 0);
+  if (typeof a === 'number') return mul(reciprocal(b), a);
+  requireFloat('div', a.dtype === 'int32' && b.dtype === 'int32' ? a : b);
+  const y = binaryKernel('div', a, b, promote(a.dtype, b.dtype), 'div');
+  return record(y, 'div', [a, b], [a, b], (gy, [sa, sb]) => [
+    a.requiresGrad ? sumToShape(div(gy, sb!), a.shape) : null,
+    b.requiresGrad ? sumToShape(neg(div(mul(gy, sa!), mul(sb!, sb!))), b.shape) : null,
+  ]);
+}
+
+export function reciprocal(x: Tensor): Tensor {
+  return unaryFloat('reciprocal', x, 'reciprocal', true, 'y', (gy, y) => neg(mul(gy, mul(y, y))));
+}
+
+function minmax(op: 'maximum' | 'minimum', a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof a === 'number') [a, b] = [b, a];
+  if (typeof a === 'number') return tensorError(op);
+  const bt = typeof b === 'number' ? scalarLike(b, a) : b;
+  const y = binaryKernel(op, a, bt, promote(a.dtype, bt.dtype), op);
+  // The gradient goes to the operand that was selected (to a on ties).
+  const out = record(y, op, [a, bt], [a, bt], (gy, [sa, sb]) => {
+    const pick = binaryKernel(op === 'maximum' ? 'ge' : 'le', sa!, sb!, gy.dtype, op);
+    const ga = mul(gy, pick);
+    const gb = sub(gy, ga);
+    return [sumToShape(ga, sa!.shape), sumToShape(gb, sb!.shape)];
+  });
+  if (bt !== b) bt.dispose();
+  return out;
+}
+
+export function maximum(a: Tensor | number, b: Tensor | number): Tensor {
+  return minmax('maximum', a, b);
+}
+
+export function minimum(a: Tensor | number, b: Tensor | number): Tensor {
+  return minmax('minimum', a, b);
+}
+
+function compare(op: BinaryOp, a: Tensor, b: Tensor | number): Tensor {
+  const bt = typeof b === 'number' ? scalarLike(b, a) : b;
+  const y = binaryKernel(op, a, bt, a.dtype === 'int32' && bt.dtype === 'int32' ? 'int32' : 'float32', op);
+  if (bt !== b) bt.dispose();
+  return y;
+}
+
+/** Comparisons give 1 or 0 (float32, or int32 for two int32 operands) and have no gradient. */
+export const eq = (a: Tensor, b: Tensor | number): Tensor => compare('eq', a, b);
+export const ne = (a: Tensor, b: Tensor | number): Tensor => compare('ne', a, b);
+export const gt = (a: Tensor, b: Tensor | number): Tensor => compare('gt', a, b);
+export const ge = (a: Tensor, b: Tensor | number): Tensor => compare('ge', a, b);
+export const lt = (a: Tensor, b: Tensor | number): Tensor => compare('lt', a, b);
+export const le = (a: Tensor, b: Tensor | number): Tensor => compare('le', a, b);
+
+/** cond != 0 ? a : b, broadcasting all three; mixed float inputs promote. */
+export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  sameBackend('where', cond, a, b);
+  const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, a.shape), b.shape);
+  const y = empty(a, promote(a.dtype, b.dtype), shape);
+  a.backend.where(stridedAs(cond, shape), stridedAs(a, shape), stridedAs(b, shape), y.view, shape);
+  return record(y, 'where', [null, a, b], [cond], (gy, [c]) => {
+    const zero = Tensor.empty([], gy.dtype, gy.backend);
+    gy.backend.fill(zero.view, 0);
+    const ga = where(c!, gy, zero), gb = where(c!, zero, gy);
+    zero.dispose();
+    return [null, sumToShape(ga, a.shape), sumToShape(gb, b.shape)];
+  });
+}
+
+/** Converts to another dtype, rounding to nearest even; the gradient converts back. */
+export function to(x: Tensor, dtype: DType | string): Tensor {
+  const d = parseDType(dtype);
+  if (d === x.dtype) return x;
+  if (x.requiresGrad && d === 'int32') throw new DTypeError(`to: cannot convert ${x.describe()}, which requires grad, to int32`);
+  const y = empty(x, d);
+  x.backend.cast(x.view, y.view);
+  return record(y, 'to', [x], [], (gy) => [gy]);
+}
+
+function tensorError(op: string): never {
+  throw new DTypeError(`${op}: at least one operand must be a tensor`);
+}

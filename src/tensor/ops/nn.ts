@@ -1,0 +1,249 @@
+// Fused neural-network ops: softmax, layer norm, embedding, cross-entropy,
+// causal masking, dropout and attention, each one kernel forward and one backward.
+
+import type { HeadLayout, AttentionSpec } from '../../backend/backend.js';
+import { Generator } from '../../backend/random.js';
+import { float32Output, lowerPrecision } from '../dispatch.js';
+import { ShapeError, TensorError, fmtShape } from '../errors.js';
+import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
+import { Tensor, record } from '../tensor.js';
+import { transpose } from './shape.js';
+
+// ---- softmax ----
+
+function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
+  requireFloat(name, x);
+  const cols = x.shape[x.ndim - 1] ?? 1;
+  const rows = x.size / Math.max(cols, 1);
+  const y = Tensor.empty(x.shape, float32Output(x.dtype), x.backend);
+  x.backend.softmax(x.view, y.view, rows, cols, log);
+  return record(y, name, [x], [y], (gy, [sy]) => {
+    const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
+    gy.backend.softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
+    return [g];
+  });
+}
+
+function alongDim(x: Tensor, dim: number, name: string, f: (t: Tensor) => Tensor): Tensor {
+  const d = normDim(name, dim, Math.max(x.ndim, 1));
+  if (x.ndim === 0 || d === x.ndim - 1) return f(x);
+  const t = transpose(x, d, -1);
+  const y = f(t);
+  const out = transpose(y, d, -1);
+  t.dispose();
+  y.dispose();
+  return out;
+}
+
+export function softmax(x: Tensor, dim = -1): Tensor {
+  return alongDim(x, dim, 'softmax', (t) => softmaxLast('softmax', t, false));
+}
+
+export function logSoftmax(x: Tensor, dim = -1): Tensor {
+  return alongDim(x, dim, 'logSoftmax', (t) => softmaxLast('logSoftmax', t, true));
+}
+
+// ---- layer norm ----
+
+/** Layer norm over the last dimension, with optional gain and bias (fused forward and backward). */
+export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  requireFloat('layerNorm', x);
+  const cols = x.shape[x.ndim - 1]!;
+  for (const [p, what] of [[weight, 'weight'], [bias, 'bias']] as const) {
+    if (p && (p.ndim !== 1 || p.shape[0] !== cols)) {
+      throw new ShapeError(`layerNorm: ${what} ${fmtShape(p.shape)} does not match the normalised dimension ${cols} of ${fmtShape(x.shape)}`);
+    }
+  }
+  const rows = x.size / cols;
+  const b = x.backend;
+  const y = Tensor.empty(x.shape, float32Output(x.dtype), b);
+  const mean = Tensor.empty([rows], 'float32', b), rstd = Tensor.empty([rows], 'float32', b);
+  b.layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
+  const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
+  const out = record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
+    const gx = Tensor.empty(x.shape, x.dtype, b);
+    const gw = weight?.requiresGrad ? Tensor.empty(weight.shape, weight.dtype, b) : null;
+    const gb = bias?.requiresGrad ? Tensor.empty(bias.shape, bias.dtype, b) : null;
+    b.layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
+    return [gx, gw, gb];
+  });
+  mean.dispose();
+  rstd.dispose();
+  return out;
+}
+
+// ---- embedding ----
+
+/** Rows of `weight` [num, dim] picked by int32 `ids`; the gradient is a scatter-add. */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  requireInt('embedding', 'ids', ids);
+  sameBackend('embedding', ids, weight);
+  if (weight.ndim !== 2) throw new ShapeError(`embedding: weight must be 2-D, got ${weight.describe()}`);
+  const [num, dim] = weight.shape as [number, number];
+  const y = Tensor.empty([...ids.shape, dim], weight.dtype, weight.backend);
+  weight.backend.gather(weight.view, ids.view, y.view, ids.size, dim);
+  return record(y, 'embedding', [weight], [ids], (gy, [sids]) => {
+    const g = Tensor.empty([num, dim], weight.dtype, gy.backend);
+    gy.backend.fill(g.view, 0);
+    gy.backend.scatterAdd(gy.view, sids!.view, g.view, sids!.size, dim);
+    return [g];
+  });
+}
+
+// ---- cross-entropy ----
+
+export interface CrossEntropyOptions {
+  /** Targets equal to this are left out of the mean (PyTorch's default is -100). */
+  ignoreIndex?: number;
+}
+
+/** Mean cross-entropy of logits [..., classes] against int32 targets [...], fused with log-softmax. */
+export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  requireFloat('crossEntropy', logits);
+  requireInt('crossEntropy', 'targets', targets);
+  sameBackend('crossEntropy', logits, targets);
+  const ignoreIndex = opts.ignoreIndex ?? -100;
+  const cols = logits.shape[logits.ndim - 1]!;
+  const rows = logits.size / cols;
+  if (targets.size !== rows || targets.ndim !== logits.ndim - 1 || targets.shape.some((d, i) => d !== logits.shape[i])) {
+    throw new ShapeError(`crossEntropy: targets ${fmtShape(targets.shape)} do not match logits ${fmtShape(logits.shape)} (expected ${fmtShape(logits.shape.slice(0, -1))})`);
+  }
+  const b = logits.backend;
+  const loss = Tensor.empty([], float32Output(logits.dtype), b);
+  const lse = Tensor.empty([rows], 'float32', b), count = Tensor.empty([], 'float32', b);
+  b.crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
+  const out = record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
+    const g = Tensor.empty(logits.shape, logits.dtype, b);
+    b.crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
+    return [g];
+  });
+  lse.dispose();
+  count.dispose();
+  return out;
+}
+
+// ---- masking and dropout ----
+
+/** Fills positions above the causal diagonal of the last two dims [.., T, S] with `value` (default -inf). */
+export function causalMask(x: Tensor, value = -Infinity): Tensor {
+  requireFloat('causalMask', x);
+  if (x.ndim < 2) throw new ShapeError(`causalMask: need at least 2 dimensions, got ${fmtShape(x.shape)}`);
+  const [t, s] = x.shape.slice(-2) as [number, number];
+  const rows = x.size / (t * s);
+  const y = Tensor.empty(x.shape, x.dtype, x.backend);
+  x.backend.causalFill(x.view, y.view, rows, t, s, value);
+  return record(y, 'causalMask', [x], [], (gy) => {
+    const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
+    gy.backend.causalFill(gy.view, g.view, rows, t, s, 0);
+    return [g];
+  });
+}
+
+let defaultGenerator = new Generator(0);
+
+/** Seeds the generator that dropout and random initialisation use when none is given. */
+export function manualSeed(seed: number): Generator {
+  defaultGenerator = new Generator(seed);
+  return defaultGenerator;
+}
+
+export function getDefaultGenerator(): Generator {
+  return defaultGenerator;
+}
+
+export interface DropoutOptions {
+  /** Dropout is the identity when not training (default true). */
+  training?: boolean;
+  generator?: Generator;
+}
+
+/** Zeroes each element with probability p and scales the rest by 1/(1-p); the mask is recomputed from the seed in backward. */
+export function dropout(x: Tensor, p: number, opts: DropoutOptions = {}): Tensor {
+  requireFloat('dropout', x);
+  if (!(p >= 0 && p < 1)) throw new TensorError(`dropout: probability must be in [0, 1), got ${p}`);
+  if (p === 0 || opts.training === false) return x;
+  const { key, start } = (opts.generator ?? defaultGenerator).reserve(x.size);
+  const y = Tensor.empty(x.shape, x.dtype, x.backend);
+  x.backend.dropout(x.view, y.view, p, key, start);
+  return record(y, 'dropout', [x], [], (gy) => {
+    const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
+    gy.backend.dropout(gy.view, g.view, p, key, start);
+    return [g];
+  });
+}
+
+// ---- attention ----
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Defaults to 1/sqrt(head dim). */
+  scale?: number;
+}
+
+function attentionCore(
+  name: string, inputs: Tensor[], q: Tensor, k: Tensor, v: Tensor,
+  layouts: { q: HeadLayout; k: HeadLayout; v: HeadLayout; o: HeadLayout },
+  spec: AttentionSpec, outShape: number[], fused: boolean,
+): Tensor {
+  const b = q.backend;
+  const o = Tensor.empty(outShape, q.dtype, b);
+  const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], 'float32', b);
+  b.attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
+  const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
+  const out = record(o, name, inputs, saved, (go, s) => {
+    const [sq, sk, sv, so, slse] = fused ? [s[0]!, s[0]!, s[0]!, s[1]!, s[2]!] : (s as [Tensor, Tensor, Tensor, Tensor, Tensor]);
+    if (fused) {
+      // q, k and v live in one [B, T, 3D] tensor, and so do their gradients.
+      const g = Tensor.empty(q.shape, q.dtype, b);
+      b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+        g.view, layouts.q, g.view, layouts.k, g.view, layouts.v, spec);
+      return [g];
+    }
+    const gq = Tensor.empty(q.shape, q.dtype, b), gk = Tensor.empty(k.shape, k.dtype, b), gv = Tensor.empty(v.shape, v.dtype, b);
+    b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+      gq.view, layouts.q, gk.view, layouts.k, gv.view, layouts.v, spec);
+    return [gq, gk, gv];
+  });
+  lse.dispose();
+  return out;
+}
+
+/** softmax(q k^T * scale [+ causal mask]) v for q [B, H, T, d], k and v [B, H, S, d]; one fused kernel, lower precision under autocast. */
+export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, opts: AttentionOptions = {}): Tensor {
+  requireFloat('scaledDotProductAttention', q0, k0, v0);
+  sameBackend('scaledDotProductAttention', q0, k0, v0);
+  const [q, k, v] = lowerPrecision(q0, k0, v0);
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
+    throw new ShapeError(`scaledDotProductAttention: q, k, v must be [batch, heads, time, headDim], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
+  }
+  const [B, H, T, d] = q.shape as [number, number, number, number];
+  const S = k.shape[2]!;
+  if (k.shape[0] !== B || k.shape[1] !== H || k.shape[3] !== d || v.shape.some((x, i) => x !== k.shape[i])) {
+    throw new ShapeError(`scaledDotProductAttention: shapes q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} do not fit`);
+  }
+  if (q.dtype !== k.dtype || q.dtype !== v.dtype) {
+    throw new TensorError(`scaledDotProductAttention: q, k, v must share a dtype, got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
+  }
+  const lay = (t: number): HeadLayout => ({ offset: 0, sB: H * t * d, sH: t * d, sT: d });
+  const spec: AttentionSpec = { batch: B, heads: H, tq: T, tk: S, headDim: d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: !!opts.causal };
+  return attentionCore('scaledDotProductAttention', [q, k, v], q, k, v, { q: lay(T), k: lay(S), v: lay(S), o: lay(T) }, spec, [B, H, T, d], false);
+}
+
+/**
+ * Causal self-attention straight from a fused projection qkv [B, T, 3C]
+ * (q, k, v side by side, heads of C/nHead columns each) to y [B, T, C], with
+ * heads already concatenated: no split, permute or merge copies.
+ */
+export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
+  requireFloat('causalSelfAttention', qkv0);
+  const [qkv] = lowerPrecision(qkv0);
+  if (qkv.ndim !== 3 || qkv.shape[2]! % (3 * nHead) !== 0) {
+    throw new ShapeError(`causalSelfAttention: expected [batch, time, 3 * channels] with channels divisible by ${nHead} heads, got ${fmtShape(qkv.shape)}`);
+  }
+  const [B, T, C3] = qkv.shape as [number, number, number];
+  const C = C3 / 3, d = C / nHead;
+  const inL = (part: number): HeadLayout => ({ offset: part * C, sB: T * C3, sH: d, sT: C3 });
+  const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
+  return attentionCore('causalSelfAttention', [qkv], qkv, qkv, qkv,
+    { q: inL(0), k: inL(1), v: inL(2), o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], true);
+}

@@ -1,0 +1,315 @@
+// Tensor: a shaped, typed handle on backend storage, with autograd metadata.
+//
+// Storage is reference counted (reshapes share it) and released
+// deterministically by `dispose()` or by the `tidy` scope the tensor was made
+// in. `memory()` counts live tensors and bytes per backend, so a test can show
+// that a training step leaks nothing.
+
+import type { DType } from '../dtype/dtype.js';
+import { isFloat } from '../dtype/dtype.js';
+import type { Backend, Buf, HostArray, View } from '../backend/backend.js';
+import { getBackend, setDefaultBackendFactory } from '../backend/registry.js';
+import { CpuBackend } from '../backend/cpu/backend.js';
+import { DisposedError, DTypeError, GradError, TensorError, fmtShape } from './errors.js';
+import { Node, isGradEnabled, type BackwardFn, type Edge } from './graph.js';
+import * as ops from './ops.js';
+
+setDefaultBackendFactory(() => new CpuBackend());
+
+/** A backend buffer shared by the tensors that view it. */
+export class Storage {
+  private refs = 1;
+  constructor(readonly backend: Backend, readonly buf: Buf) {}
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (--this.refs === 0) this.backend.free(this.buf);
+  }
+}
+
+// ---- scopes ----------------------------------------------------------------
+
+const scopes: Set<Tensor>[] = [];
+const liveTensors = new Map<Backend, number>();
+
+function countLive(backend: Backend, delta: number): void {
+  liveTensors.set(backend, (liveTensors.get(backend) ?? 0) + delta);
+}
+
+function track(t: Tensor): void {
+  countLive(t.backend, 1);
+  scopes[scopes.length - 1]?.add(t);
+}
+
+type Tensors = Tensor | readonly Tensors[] | { readonly [k: string]: Tensors } | number | string | boolean | null | undefined | void;
+
+function collect(x: unknown, into: Set<Tensor>): void {
+  if (x instanceof Tensor) into.add(x);
+  else if (Array.isArray(x)) for (const v of x) collect(v, into);
+  else if (x && typeof x === 'object' && Object.getPrototypeOf(x) === Object.prototype) for (const v of Object.values(x)) collect(v, into);
+}
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those it returns
+ * (anywhere inside an array or plain object) and those marked with `keep`.
+ * Returned tensors move to the enclosing scope. fn must be synchronous.
+ */
+export function tidy<T extends Tensors>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+    if (result instanceof Promise) throw new TensorError('tidy: the function must be synchronous (it returned a Promise)');
+  } finally {
+    scopes.pop();
+  }
+  const returned = new Set<Tensor>();
+  collect(result, returned);
+  const outer = scopes[scopes.length - 1];
+  for (const t of scope) {
+    if (returned.has(t)) outer?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Exempts a tensor from disposal by the enclosing `tidy` scopes. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+export interface MemoryReport {
+  backend: string;
+  /** Live tensors made through the public API (internal autograd references not counted). */
+  tensors: number;
+  buffers: number;
+  bytes: number;
+  peakBytes: number;
+}
+
+export function memory(backend: Backend = getBackend()): MemoryReport {
+  const m = backend.memory();
+  return { backend: backend.name, tensors: liveTensors.get(backend) ?? 0, ...m };
+}
+
+// ---- the tensor --------------------------------------------------------------
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export class Tensor {
+  readonly size: number;
+  requiresGrad = false;
+  /** Accumulated gradient, in this tensor's dtype. */
+  grad: Tensor | null = null;
+  /** The recorded op that produced this tensor (null for leaves). */
+  node: Node | null = null;
+  /** A name for messages (parameters get theirs from the model). */
+  name?: string;
+  private store: Storage | null;
+  private readonly internal: boolean;
+
+  /** Low level: wraps storage (taking over one reference). Use `tensor()`, `zeros()`, ... instead. */
+  constructor(storage: Storage, readonly offset: number, readonly shape: readonly number[], readonly dtype: DType, internal = false) {
+    this.store = storage;
+    this.size = sizeOf(shape);
+    this.internal = internal;
+    if (!internal) track(this);
+  }
+
+  /** A new tensor with fresh storage on `backend`. */
+  static empty(shape: readonly number[], dtype: DType, backend: Backend = getBackend()): Tensor {
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new TensorError(`invalid shape ${fmtShape(shape)}: sizes must be non-negative integers`);
+    }
+    if (!backend.supports(dtype)) throw new DTypeError(`backend '${backend.name}' cannot store ${dtype}`);
+    return new Tensor(new Storage(backend, backend.alloc(dtype, sizeOf(shape))), 0, [...shape], dtype);
+  }
+
+  get backend(): Backend {
+    return this.storage.backend;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  get isDisposed(): boolean {
+    return this.store === null;
+  }
+
+  get isLeaf(): boolean {
+    return this.node === null;
+  }
+
+  /** @internal */
+  get storage(): Storage {
+    if (!this.store) throw new DisposedError(`use of a disposed tensor: ${this.describe()}`);
+    return this.store;
+  }
+
+  /** The backend view of this tensor's elements. */
+  get view(): View {
+    const s = this.storage;
+    return { buf: s.buf, offset: this.offset, size: this.size, dtype: this.dtype };
+  }
+
+  describe(): string {
+    return `${this.name ? `'${this.name}' ` : ''}${fmtShape(this.shape)} ${this.dtype}`;
+  }
+
+  toString(): string {
+    return `Tensor(${this.describe()}${this.isDisposed ? ', disposed' : ''})`;
+  }
+
+  /** Releases the storage (when no other tensor shares it) and the recorded graph behind this tensor. Idempotent. */
+  dispose(): void {
+    if (!this.store) return;
+    if (!this.internal) countLive(this.store.backend, -1);
+    this.store.release();
+    this.store = null;
+    this.node?.release();
+    this.node = null;
+  }
+
+  /** @internal A second handle on the same storage, owned by the autograd graph. */
+  alias(): Tensor {
+    const t = new Tensor(this.storage.retain(), this.offset, this.shape, this.dtype, true);
+    t.name = this.name;
+    return t;
+  }
+
+  /** A tensor with the same values and storage, cut off from the graph. */
+  detach(): Tensor {
+    const t = new Tensor(this.storage.retain(), this.offset, this.shape, this.dtype);
+    t.name = this.name;
+    return t;
+  }
+
+  /** Marks this tensor as a leaf that accumulates gradients. Float tensors only. */
+  requiresGrad_(flag = true): this {
+    if (flag && !isFloat(this.dtype)) throw new DTypeError(`requiresGrad: ${this.describe()} is an integer tensor; only floating-point tensors can require gradients`);
+    if (!this.isLeaf && !flag) throw new GradError(`requiresGrad_(false) on non-leaf tensor ${this.describe()}: use detach()`);
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  // ---- read-back ----
+
+  /** The values as numbers: Float32Array for float32/16/bfloat16, Float64Array for float64, Int32Array for int32. */
+  toArray(): Promise<HostArray> {
+    return this.backend.read(this.view);
+  }
+
+  /** Synchronous read-back, on backends that can (the CPU backend). */
+  toArraySync(): HostArray {
+    const b = this.backend;
+    if (!b.readSync) throw new TensorError(`toArraySync: backend '${b.name}' reads asynchronously; use await toArray()`);
+    return b.readSync(this.view);
+  }
+
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new TensorError(`item: ${this.describe()} has ${this.size} elements, not 1`);
+    return (await this.toArray())[0]!;
+  }
+
+  /** Nested arrays of numbers, like PyTorch's tolist(). */
+  async toList(): Promise<unknown> {
+    const flat = Array.from(await this.toArray());
+    const build = (dim: number, off: number): unknown => {
+      if (dim === this.shape.length) return flat[off];
+      const stride = sizeOf(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim]! }, (_, i) => build(dim + 1, off + i * stride));
+    };
+    return build(0, 0);
+  }
+
+  // ---- autograd ----
+
+  backward(grad?: Tensor): void {
+    if (!backwardHook) throw new GradError('backward: autograd is not loaded');
+    backwardHook(this, grad);
+  }
+
+  // ---- op methods (the same ops as the functions in ops.ts) ----
+
+  add(b: Tensor | number): Tensor { return ops.add(this, b); }
+  sub(b: Tensor | number): Tensor { return ops.sub(this, b); }
+  mul(b: Tensor | number): Tensor { return ops.mul(this, b); }
+  div(b: Tensor | number): Tensor { return ops.div(this, b); }
+  neg(): Tensor { return ops.neg(this); }
+  pow(p: number): Tensor { return ops.pow(this, p); }
+  exp(): Tensor { return ops.exp(this); }
+  log(): Tensor { return ops.log(this); }
+  sqrt(): Tensor { return ops.sqrt(this); }
+  rsqrt(): Tensor { return ops.rsqrt(this); }
+  tanh(): Tensor { return ops.tanh(this); }
+  relu(): Tensor { return ops.relu(this); }
+  gelu(): Tensor { return ops.gelu(this); }
+  sigmoid(): Tensor { return ops.sigmoid(this); }
+  abs(): Tensor { return ops.abs(this); }
+  square(): Tensor { return ops.square(this); }
+  maximum(b: Tensor | number): Tensor { return ops.maximum(this, b); }
+  minimum(b: Tensor | number): Tensor { return ops.minimum(this, b); }
+  eq(b: Tensor | number): Tensor { return ops.eq(this, b); }
+  gt(b: Tensor | number): Tensor { return ops.gt(this, b); }
+  lt(b: Tensor | number): Tensor { return ops.lt(this, b); }
+  matmul(b: Tensor): Tensor { return ops.matmul(this, b); }
+  sum(dims?: number | readonly number[], keepdim = false): Tensor { return ops.sum(this, dims, keepdim); }
+  mean(dims?: number | readonly number[], keepdim = false): Tensor { return ops.mean(this, dims, keepdim); }
+  max(dims?: number | readonly number[], keepdim = false): Tensor { return ops.max(this, dims, keepdim); }
+  min(dims?: number | readonly number[], keepdim = false): Tensor { return ops.min(this, dims, keepdim); }
+  softmax(dim = -1): Tensor { return ops.softmax(this, dim); }
+  logSoftmax(dim = -1): Tensor { return ops.logSoftmax(this, dim); }
+  to(dtype: DType | string): Tensor { return ops.to(this, dtype); }
+  reshape(...shape: (number | readonly number[])[]): Tensor { return ops.reshape(this, shape.flat() as number[]); }
+  view_(...shape: (number | readonly number[])[]): Tensor { return ops.reshape(this, shape.flat() as number[]); }
+  flatten(): Tensor { return ops.reshape(this, [this.size]); }
+  unsqueeze(dim: number): Tensor { return ops.unsqueeze(this, dim); }
+  squeeze(dim?: number): Tensor { return ops.squeeze(this, dim); }
+  transpose(d0 = -2, d1 = -1): Tensor { return ops.transpose(this, d0, d1); }
+  get T(): Tensor { return ops.transpose(this, -2, -1); }
+  permute(...dims: (number | readonly number[])[]): Tensor { return ops.permute(this, dims.flat() as number[]); }
+  expand(...shape: (number | readonly number[])[]): Tensor { return ops.expand(this, shape.flat() as number[]); }
+  slice(dim: number, start: number, end?: number): Tensor { return ops.slice(this, dim, start, end); }
+  clone(): Tensor { return ops.clone(this); }
+  dropout(p: number, options?: ops.DropoutOptions): Tensor { return ops.dropout(this, p, options); }
+}
+
+// ---- recording ---------------------------------------------------------------
+
+let backwardHook: ((root: Tensor, grad?: Tensor) => void) | null = null;
+
+/** Installed by the autograd layer. */
+export function setBackwardHook(fn: (root: Tensor, grad?: Tensor) => void): void {
+  backwardHook = fn;
+}
+
+export function needsGrad(inputs: readonly (Tensor | null | undefined)[]): boolean {
+  return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
+}
+
+/**
+ * Records `out` as produced by `op` from `inputs`, if any input requires a
+ * gradient and recording is on. `save` lists the tensors the backward formula
+ * needs; it receives them (as graph-owned aliases) next to the output gradient.
+ */
+export function record(
+  out: Tensor, op: string, inputs: readonly (Tensor | null | undefined)[], save: readonly Tensor[], backward: BackwardFn,
+): Tensor {
+  if (!needsGrad(inputs)) return out;
+  const edges: (Edge | null)[] = inputs.map((t) => {
+    if (!t || !t.requiresGrad) return null;
+    return { node: t.node, leaf: t.node ? null : t, dtype: t.dtype, shape: t.shape };
+  });
+  out.node = new Node(op, edges, save.map((t) => t.alias()), backward);
+  out.requiresGrad = true;
+  return out;
+}
