@@ -14,3 +14,13 @@ export * from './tensor/creation.js';
 export * from './tensor/ops.js';
 export * from './tensor/errors.js';
 export { backward, noGrad, enableGrad } from './autograd/backward.js';
+
+export { autocast, isAutocastEnabled, autocastDtype, AUTOCAST_OPS, type AutocastOptions } from './amp/autocast.js';
+export { GradScaler, GradScalerError, type GradScalerOptions, type GradScalerState, type ScalableOptimizer } from './amp/grad-scaler.js';
+export { parsePolicy, withPolicy, castOutput, PRESETS as POLICY_PRESETS, PolicyError, type Policy, type LossScaling } from './amp/policy.js';
+
+export { Optimizer, OptimizerError, type ParamGroupSpec, type OptimizerStateDict, type OptimizerOptions } from './optim/optimizer.js';
+export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './optim/adamw.js';
+export { SGD, SGD_DEFAULTS, type SGDOptions } from './optim/sgd.js';
+export { clipGradNorm } from './optim/clip.js';
+export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';

@@ -93,6 +93,8 @@ export function backward(root: Tensor, grad?: Tensor): void {
         handedOn.add(g);
         return keep(g);
       });
+      // Gradients computed for inputs that take none (an edge of null) are dropped here, not leaked.
+      for (const g of inputGrads) if (g && g !== gy && !handedOn.has(g)) g.dispose();
       node.edges.forEach((edge, i) => {
         if (!edge || !grads[i]) return;
         let g = conform(grads[i]!, edge, node.op);

@@ -37,6 +37,15 @@ function run(a: Tensor, b: Tensor, outShape: readonly number[], c: MatmulCall): 
 export function matmul(a0: Tensor, b0: Tensor): Tensor {
   requireFloat('matmul', a0, b0);
   sameBackend('matmul', a0, b0);
+  if (b0.ndim === 2 && a0.ndim > 2) {
+    // A shared matrix: fold the batch into rows, so the weight gradient is one product, not a batch to sum.
+    const rows = reshape(a0, [-1, a0.shape[a0.ndim - 1]!]);
+    const y = matmul(rows, b0);
+    const out = reshape(y, [...a0.shape.slice(0, -1), b0.shape[1]!]);
+    rows.dispose();
+    y.dispose();
+    return out;
+  }
   const [a1, b1] = lowerPrecision(a0, b0);
   const a = a1.ndim === 1 ? reshape(a1, [1, a1.shape[0]!]) : a1;
   const b = b1.ndim === 1 ? reshape(b1, [b1.shape[0]!, 1]) : b1;
@@ -70,6 +79,8 @@ export function matmul(a0: Tensor, b0: Tensor): Tensor {
     const gb = B.t.requiresGrad ? run(sa!, gy, [...batchShape, k, n], { batch, m: k, n, k: m, transA: true, strideA: A.stride, strideB: m * n }) : null;
     return [ga && sumToShape(ga, A.t.shape), gb && sumToShape(gb, B.t.shape)];
   });
+  // The 1-D reshapes and batch expands made here are held by the graph (as aliases) where needed; drop ours.
+  for (const t of new Set([a, b, A.t, B.t])) if (t !== a1 && t !== b1) t.dispose();
   return out;
 }
 

@@ -1,0 +1,245 @@
+// The optimizer base: parameter groups, per-group state on the backend,
+// float32 master weights for 16-bit parameters, and a step that updates every
+// parameter of a group with one multi-tensor kernel.
+
+import type { OptimizerGroup, View } from '../backend/backend.js';
+import type { ScalableOptimizer } from '../amp/grad-scaler.js';
+import { Tensor, keep } from '../tensor/tensor.js';
+import { full } from '../tensor/creation.js';
+import { streamKey } from '../backend/random.js';
+
+export class OptimizerError extends Error {
+  override name = 'OptimizerError';
+}
+
+export interface BaseOptions {
+  lr: number;
+  weightDecay: number;
+}
+
+/** A parameter group: its parameters and any options that override the optimizer's defaults. */
+export type ParamGroupSpec<O> = { params: readonly Tensor[] } & Partial<O>;
+
+export interface ParamGroup<O> {
+  params: Tensor[];
+  options: O;
+  /** float32 [1] on the backend: steps taken (skipped steps not counted). */
+  step: Tensor;
+  /** Optimizer state per parameter, by name (exp_avg, momentum_buffer, ...). */
+  state: Map<string, Tensor>[];
+  /** float32 master copies and gradients of 16-bit parameters (null entries for float32 ones). */
+  master: (Tensor | null)[];
+  masterGrad: (Tensor | null)[];
+}
+
+export interface OptimizerOptions {
+  /** Keep float32 master weights for 16-bit parameters (default true). */
+  masterWeights?: boolean;
+  /** Round bfloat16 parameters stochastically when writing them from the master copy (seeded). */
+  stochasticRounding?: boolean | { seed: number };
+}
+
+export interface OptimizerStateDict<O> {
+  type: string;
+  groups: (O & { params: number[] })[];
+  /** Steps taken per group. */
+  steps: number[];
+  /** Per parameter (global index): state buffers by name, as float32 values. */
+  state: Record<number, Record<string, Float32Array>>;
+}
+
+const is16Bit = (t: Tensor) => t.dtype === 'float16' || t.dtype === 'bfloat16';
+
+export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimizer {
+  readonly paramGroups: ParamGroup<O>[] = [];
+  private prepared = false;
+  private srCounter = 0;
+  private readonly srSeed: number | null;
+
+  protected constructor(
+    readonly type: string,
+    params: readonly Tensor[] | readonly ParamGroupSpec<O>[],
+    readonly defaults: O,
+    private readonly stateNames: readonly string[],
+    opts: OptimizerOptions = {},
+  ) {
+    const specs: ParamGroupSpec<O>[] = params.length > 0 && params[0] instanceof Tensor
+      ? [{ params: params as Tensor[] } as unknown as ParamGroupSpec<O>]
+      : (params as ParamGroupSpec<O>[]);
+    if (specs.length === 0 || specs.every((g) => g.params.length === 0)) throw new OptimizerError(`${type}: got an empty parameter list`);
+    const seen = new Set<Tensor>();
+    const sr = opts.stochasticRounding;
+    this.srSeed = sr ? (typeof sr === 'object' ? sr.seed : 0) : null;
+    for (const spec of specs) {
+      const { params: ps, ...overrides } = spec;
+      for (const p of ps) {
+        if (seen.has(p)) throw new OptimizerError(`${type}: parameter ${p.describe()} appears in more than one group`);
+        if (!p.requiresGrad) throw new OptimizerError(`${type}: parameter ${p.describe()} does not require grad`);
+        seen.add(p);
+      }
+      const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
+      this.validate(options);
+      const useMaster = opts.masterWeights ?? true;
+      const master = ps.map((p) => (useMaster && is16Bit(p) ? keep(p.to('float32').detach()) : null));
+      this.paramGroups.push({
+        params: [...ps],
+        options,
+        step: keep(full([], 0, { backend: ps[0]!.backend })),
+        // States are float32 when there is a master copy (or the parameter is float32); a 16-bit
+        // parameter without master weights keeps its states in its own dtype, as PyTorch would.
+        state: ps.map((p, i) => new Map(this.stateNames.map((n) => [n, keep(full(p.shape, 0, {
+          backend: p.backend, dtype: master[i] || !is16Bit(p) ? 'float32' : p.dtype,
+        }))] as const))),
+        master,
+        masterGrad: ps.map((p) => (useMaster && is16Bit(p) ? keep(full(p.shape, 0, { backend: p.backend })) : null)),
+      });
+    }
+  }
+
+  protected abstract validate(options: O): void;
+  /** Runs the multi-tensor kernel for one group. */
+  protected abstract update(group: OptimizerGroup, options: O): void;
+
+  /** Every parameter, in group order (the indices used by stateDict). */
+  get params(): Tensor[] {
+    return this.paramGroups.flatMap((g) => g.params);
+  }
+
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.options.lr = lr;
+  }
+
+  /**
+   * The gradients the next step will use, for a GradScaler to unscale in place:
+   * each parameter's own gradient, or its float32 master gradient (a copy of the
+   * 16-bit gradient, made here) when it has master weights.
+   */
+  prepareGradients(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const g of this.paramGroups) {
+      g.params.forEach((p, i) => {
+        if (!p.grad) return;
+        const mg = g.masterGrad[i];
+        if (mg) {
+          if (!this.prepared) p.backend.cast(p.grad.view, mg.view);
+          out.push(mg);
+        } else out.push(p.grad);
+      });
+    }
+    this.prepared = true;
+    return out;
+  }
+
+  /** Updates every parameter that has a gradient; with `foundInf` nonzero the step is skipped on the device. */
+  step(opts: { foundInf?: Tensor } = {}): void {
+    this.prepareGradients();
+    for (const g of this.paramGroups) {
+      const idx = g.params.map((p, i) => (p.grad ? i : -1)).filter((i) => i >= 0);
+      if (idx.length === 0) continue;
+      const views = (f: (i: number) => Tensor | null | undefined): View[] => idx.map((i) => f(i)!.view);
+      const hasMaster = idx.some((i) => g.master[i]);
+      const first = this.stateNames[0], second = this.stateNames[1];
+      const sizes = idx.reduce((a, i) => a + g.params[i]!.size, 0);
+      const group: OptimizerGroup = {
+        params: views((i) => g.params[i]),
+        grads: views((i) => g.masterGrad[i] ?? g.params[i]!.grad),
+        state0: first ? views((i) => g.state[i]!.get(first)) : [],
+        state1: second ? views((i) => g.state[i]!.get(second)) : [],
+        master: hasMaster ? idx.map((i) => (g.master[i] ?? g.params[i]!).view) : undefined,
+        step: g.step.view,
+        foundInf: opts.foundInf?.view,
+        stochasticRounding: this.srSeed !== null && hasMaster ? { key: streamFor(this.srSeed), start: (this.srCounter += sizes) - sizes } : undefined,
+      };
+      this.update(group, g.options);
+    }
+    this.prepared = false;
+  }
+
+  /** Zeroes every gradient in place (gradients keep their storage), or drops them with setToNone. */
+  zeroGrad(opts: { setToNone?: boolean } = {}): void {
+    for (const p of this.params) {
+      if (!p.grad) continue;
+      if (opts.setToNone) {
+        p.grad.dispose();
+        p.grad = null;
+      } else p.backend.fill(p.grad.view, 0);
+    }
+    this.prepared = false;
+  }
+
+  /** State tensors by a stable name: `<param name or index>.<state>`, plus `group<k>.step`. For checkpoints. */
+  namedState(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    let index = 0;
+    this.paramGroups.forEach((g, k) => {
+      out.push([`group${k}.step`, g.step]);
+      g.params.forEach((p, i) => {
+        const id = p.name ?? String(index);
+        for (const [n, t] of g.state[i]!) out.push([`${id}.${n}`, t]);
+        if (g.master[i]) out.push([`${id}.master`, g.master[i]!]);
+        index++;
+      });
+    });
+    return out;
+  }
+
+  async stateDict(): Promise<OptimizerStateDict<O>> {
+    const state: Record<number, Record<string, Float32Array>> = {};
+    const groups: (O & { params: number[] })[] = [];
+    const steps: number[] = [];
+    let index = 0;
+    for (const g of this.paramGroups) {
+      steps.push(await g.step.item());
+      groups.push({ ...g.options, params: g.params.map((_, i) => index + i) });
+      for (let i = 0; i < g.params.length; i++, index++) {
+        const entry: Record<string, Float32Array> = {};
+        for (const [n, t] of g.state[i]!) entry[n] = Float32Array.from(await t.toArray());
+        if (g.master[i]) entry.master = Float32Array.from(await g.master[i]!.toArray());
+        state[index] = entry;
+      }
+    }
+    return { type: this.type, groups, steps, state };
+  }
+
+  loadStateDict(sd: OptimizerStateDict<O>): void {
+    if (sd.type !== this.type) throw new OptimizerError(`loadStateDict: state of a ${sd.type} optimizer given to ${this.type}`);
+    if (sd.groups.length !== this.paramGroups.length) {
+      throw new OptimizerError(`loadStateDict: ${sd.groups.length} parameter groups in the state, ${this.paramGroups.length} in the optimizer`);
+    }
+    let index = 0;
+    this.paramGroups.forEach((g, k) => {
+      const { params: ids, ...options } = sd.groups[k]!;
+      if (ids.length !== g.params.length) throw new OptimizerError(`loadStateDict: group ${k} has ${ids.length} parameters in the state, ${g.params.length} in the optimizer`);
+      g.options = { ...g.options, ...(options as unknown as O) };
+      g.step.backend.fill(g.step.view, sd.steps[k] ?? 0);
+      for (let i = 0; i < g.params.length; i++, index++) {
+        const entry = sd.state[index];
+        if (!entry) throw new OptimizerError(`loadStateDict: no state for parameter ${index} (${g.params[i]!.describe()})`);
+        for (const [n, t] of g.state[i]!) load(t, entry[n], `${index}.${n}`);
+        if (g.master[i]) load(g.master[i]!, entry.master, `${index}.master`);
+      }
+    });
+    this.prepared = false;
+  }
+
+  /** Releases the optimizer's state on the backend. */
+  dispose(): void {
+    for (const g of this.paramGroups) {
+      g.step.dispose();
+      for (const m of g.state) for (const t of m.values()) t.dispose();
+      for (const t of [...g.master, ...g.masterGrad]) t?.dispose();
+    }
+  }
+}
+
+function load(t: Tensor, data: ArrayLike<number> | undefined, what: string): void {
+  if (!data || data.length !== t.size) {
+    throw new OptimizerError(`loadStateDict: state '${what}' has ${data?.length ?? 'no'} values, expected ${t.size}`);
+  }
+  t.backend.write(t.view, data);
+}
+
+/** The stochastic-rounding stream, separate from the seed's other uses. */
+function streamFor(seed: number): number {
+  return streamKey((seed ^ 0x5bd1e995) >>> 0);
+}
