@@ -24,3 +24,8 @@ export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './optim/adamw.js';
 export { SGD, SGD_DEFAULTS, type SGDOptions } from './optim/sgd.js';
 export { clipGradNorm } from './optim/clip.js';
 export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
+
+export * from './nn/module.js';
+export * from './nn/gpt.js';
+export * from './io/gpt2.js';
+export { SafetensorsReader, SafetensorsError, writeSafetensors, readSafetensorsHeader, type SafetensorsDType, type TensorInfo, type RawTensor, type WritableTensor } from './io/safetensors.js';

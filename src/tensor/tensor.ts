@@ -43,8 +43,6 @@ function track(t: Tensor): void {
   scopes[scopes.length - 1]?.add(t);
 }
 
-type Tensors = Tensor | readonly Tensors[] | { readonly [k: string]: Tensors } | number | string | boolean | null | undefined | void;
-
 function collect(x: unknown, into: Set<Tensor>): void {
   if (x instanceof Tensor) into.add(x);
   else if (Array.isArray(x)) for (const v of x) collect(v, into);
@@ -54,18 +52,23 @@ function collect(x: unknown, into: Set<Tensor>): void {
 /**
  * Runs fn and disposes every tensor created inside it, except those it returns
  * (anywhere inside an array or plain object) and those marked with `keep`.
- * Returned tensors move to the enclosing scope. fn must be synchronous.
+ * Returned tensors move to the enclosing scope. If fn throws, everything it
+ * made is disposed. fn must be synchronous.
  */
-export function tidy<T extends Tensors>(fn: () => T): T {
+export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: T;
   try {
     result = fn();
     if (result instanceof Promise) throw new TensorError('tidy: the function must be synchronous (it returned a Promise)');
-  } finally {
+  } catch (e) {
+    // A scope that throws still releases everything it made.
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   const returned = new Set<Tensor>();
   collect(result, returned);
   const outer = scopes[scopes.length - 1];
