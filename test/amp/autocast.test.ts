@@ -144,3 +144,15 @@ test('gradients flow through casts back to float32 leaves, computed in the forwa
   assert.deepEqual(w.grad!.toArraySync(), want);
   loss.dispose();
 });
+
+test('the published table in docs/amp.md lists exactly AUTOCAST_OPS', async () => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../../docs/amp.md', import.meta.url), 'utf8');
+  const rows: Record<string, string> = { lower: 'lower precision', float32: 'float32', promote: 'promote' };
+  for (const [category, label] of Object.entries(rows)) {
+    const line = doc.split('\n').find((l) => l.startsWith(`| ${label} |`));
+    assert.ok(line, `docs/amp.md has a row for ${label}`);
+    const listed = [...line!.split('|')[3]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    assert.deepEqual(listed, AUTOCAST_OPS[category as keyof typeof AUTOCAST_OPS]);
+  }
+});
