@@ -22,9 +22,9 @@ export function randomBits(key: number, i: number): number {
   return mix32((mix32((i ^ key) >>> 0) + key) >>> 0);
 }
 
-/** Uniform in (0, 1), never 0 or 1, with 24 bits of resolution (exact in float32). */
+/** Uniform in (0, 1), never 0 or 1: 23 random bits plus a half, so every value is exact in float32 (GPU and CPU agree). */
 export function bitsToUniform(h: number): number {
-  return ((h >>> 8) + 0.5) / 16777216;
+  return ((h >>> 9) + 0.5) / 8388608;
 }
 
 /** The WGSL twin of `randomBits` and `bitsToUniform`, for kernels that draw numbers (dropout). */
@@ -36,7 +36,7 @@ fn mix32(x0: u32) -> u32 {
   return x ^ (x >> 16u);
 }
 fn random_bits(key: u32, i: u32) -> u32 { return mix32(mix32(i ^ key) + key); }
-fn bits_to_uniform(h: u32) -> f32 { return (f32(h >> 8u) + 0.5) / 16777216.0; }
+fn bits_to_uniform(h: u32) -> f32 { return (f32(h >> 9u) + 0.5) / 8388608.0; }
 `;
 
 export interface GeneratorState {

@@ -221,9 +221,11 @@ export function attentionBackward(
   const { batch, heads, tq, tk, headDim: d, scale, causal } = spec;
   // Gradients accumulate over query rows in float64, then are stored once. gq, gk and gv
   // may be one fused buffer: then they must share one output, or 16-bit commits would clobber each other.
+  // Views are compared by what they address, not by object identity (each `tensor.view` is a fresh object).
+  const same = (x: View, y: View) => x.buf === y.buf && x.offset === y.offset && x.size === y.size;
   const gq = inout(gqv);
-  const gk = gkv === gqv ? gq : inout(gkv);
-  const gv = gvv === gqv ? gq : gvv === gkv ? gk : inout(gvv);
+  const gk = same(gkv, gqv) ? gq : inout(gkv);
+  const gv = same(gvv, gqv) ? gq : same(gvv, gkv) ? gk : inout(gvv);
   const gkAcc = new Float64Array(tk * d), gvAcc = new Float64Array(tk * d), gqAcc = new Float64Array(d);
   for (let b = 0; b < batch; b++) for (let h = 0; h < heads; h++) {
     gkAcc.fill(0); gvAcc.fill(0);

@@ -137,8 +137,14 @@ export function mul(a: Tensor | number, b: Tensor | number): Tensor {
 
 export function div(a: Tensor | number, b: Tensor | number): Tensor {
   if (typeof b === 'number') return typeof a === 'number' ? tensorError('div') : affine(a, 1 / b, 0);
-  if (typeof a === 'number') return mul(reciprocal(b), a);
-  requireFloat('div', a.dtype === 'int32' && b.dtype === 'int32' ? a : b);
+  if (typeof a === 'number') {
+    const r = reciprocal(b);
+    const y = mul(r, a);
+    r.dispose();
+    return y;
+  }
+  // Only int32 / int32 is refused; a float divided by an int32 promotes to the float.
+  if (a.dtype === 'int32' && b.dtype === 'int32') requireFloat('div', a);
   const y = binaryKernel('div', a, b, promote(a.dtype, b.dtype), 'div');
   return record(y, 'div', [a, b], [a, b], (gy, [sa, sb]) => [
     a.requiresGrad ? sumToShape(div(gy, sb!), a.shape) : null,
