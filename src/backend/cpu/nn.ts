@@ -2,7 +2,7 @@
 // cross-entropy and causal attention, each with its backward.
 
 import type { AttentionSpec, HeadLayout, View } from '../backend.js';
-import { inout, output, values } from './arrays.js';
+import { inout, output, values, type Num } from './arrays.js';
 
 export function softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
   const xs = values(x);
@@ -174,39 +174,66 @@ function at(L: HeadLayout, b: number, h: number, t: number): number {
   return L.offset + b * L.sB + h * L.sH + t * L.sT;
 }
 
-/** Causal attention, one query row at a time: scores, softmax and weighted sum never leave a row buffer. */
+/** Copies the rows of one (batch, head) into a contiguous [t, d] float64 block. */
+function packHead(src: ArrayLike<number>, L: HeadLayout, b: number, h: number, t: number, d: number, out: Float64Array): Float64Array {
+  for (let i = 0; i < t; i++) {
+    const s = at(L, b, h, i);
+    for (let c = 0; c < d; c++) out[i * d + c] = src[s + c]!;
+  }
+  return out;
+}
+
+function unpackHead(block: Float64Array, dst: Num, L: HeadLayout, b: number, h: number, t: number, d: number): void {
+  for (let i = 0; i < t; i++) {
+    const s = at(L, b, h, i);
+    for (let c = 0; c < d; c++) dst[s + c] = block[i * d + c]!;
+  }
+}
+
+/** The last key position query i may attend to. */
+function lastKey(spec: AttentionSpec, i: number): number {
+  return spec.causal ? Math.min(spec.tk - 1, i + spec.tk - spec.tq) : spec.tk - 1;
+}
+
+/**
+ * Attention per (batch, head) on contiguous float64 copies of q, k and v:
+ * scores, softmax and the weighted sum of one query row never leave a row buffer.
+ */
 export function attention(
   qv: View, qL: HeadLayout, kv: View, kL: HeadLayout, vv: View, vL: HeadLayout,
   ov: View, oL: HeadLayout, lsev: View, spec: AttentionSpec,
 ): void {
   const q = values(qv), k = values(kv), v = values(vv);
   const o = inout(ov), lo = output(lsev);
-  const { batch, heads, tq, tk, headDim: d, scale, causal } = spec;
+  const { batch, heads, tq, tk, headDim: d, scale } = spec;
+  const Q = new Float64Array(tq * d), K = new Float64Array(tk * d), V = new Float64Array(tk * d), O = new Float64Array(tq * d);
   const p = new Float64Array(tk);
-  const acc = new Float64Array(d);
-  for (let b = 0; b < batch; b++) for (let h = 0; h < heads; h++) for (let i = 0; i < tq; i++) {
-    const qi = at(qL, b, h, i);
-    const last = causal ? Math.min(tk - 1, i + tk - tq) : tk - 1;
-    let max = -Infinity;
-    for (let j = 0; j <= last; j++) {
-      const kj = at(kL, b, h, j);
-      let s = 0;
-      for (let c = 0; c < d; c++) s += q[qi + c]! * k[kj + c]!;
-      s *= scale;
-      p[j] = s;
-      if (s > max) max = s;
+  for (let b = 0; b < batch; b++) for (let h = 0; h < heads; h++) {
+    packHead(q, qL, b, h, tq, d, Q);
+    packHead(k, kL, b, h, tk, d, K);
+    packHead(v, vL, b, h, tk, d, V);
+    O.fill(0);
+    for (let i = 0; i < tq; i++) {
+      const last = lastKey(spec, i), qi = i * d, oi = i * d;
+      let max = -Infinity;
+      for (let j = 0; j <= last; j++) {
+        let s = 0;
+        const kj = j * d;
+        for (let c = 0; c < d; c++) s += Q[qi + c]! * K[kj + c]!;
+        s *= scale;
+        p[j] = s;
+        if (s > max) max = s;
+      }
+      let sum = 0;
+      for (let j = 0; j <= last; j++) { const e = Math.exp(p[j]! - max); p[j] = e; sum += e; }
+      const inv = 1 / sum;
+      for (let j = 0; j <= last; j++) {
+        const w = p[j]! * inv, vj = j * d;
+        for (let c = 0; c < d; c++) O[oi + c]! += w * V[vj + c]!;
+      }
+      lo.arr[(b * heads + h) * tq + i] = max + Math.log(sum);
     }
-    let sum = 0;
-    for (let j = 0; j <= last; j++) { p[j] = Math.exp(p[j]! - max); sum += p[j]!; }
-    acc.fill(0);
-    for (let j = 0; j <= last; j++) {
-      const vj = at(vL, b, h, j);
-      const w = p[j]! / sum;
-      for (let c = 0; c < d; c++) acc[c]! += w * v[vj + c]!;
-    }
-    const oi = at(oL, b, h, i);
-    for (let c = 0; c < d; c++) o.arr[oi + c] = acc[c]!;
-    lo.arr[(b * heads + h) * tq + i] = max + Math.log(sum);
+    unpackHead(O, o.arr, oL, b, h, tq, d);
   }
   o.commit(); lo.commit();
 }
@@ -218,42 +245,46 @@ export function attentionBackward(
   spec: AttentionSpec,
 ): void {
   const q = values(qv), k = values(kv), v = values(vv), o = values(ov), lse = values(lsev), go = values(gov);
-  const { batch, heads, tq, tk, headDim: d, scale, causal } = spec;
-  // Gradients accumulate over query rows in float64, then are stored once. gq, gk and gv
-  // may be one fused buffer: then they must share one output, or 16-bit commits would clobber each other.
-  // Views are compared by what they address, not by object identity (each `tensor.view` is a fresh object).
+  const { batch, heads, tq, tk, headDim: d, scale } = spec;
+  // Gradients accumulate in float64 and are stored once. gq, gk and gv may be one fused buffer:
+  // then they must share one output, or 16-bit commits would clobber each other. Views are compared
+  // by what they address, not by object identity (each `tensor.view` is a fresh object).
   const same = (x: View, y: View) => x.buf === y.buf && x.offset === y.offset && x.size === y.size;
   const gq = inout(gqv);
   const gk = same(gkv, gqv) ? gq : inout(gkv);
   const gv = same(gvv, gqv) ? gq : same(gvv, gkv) ? gk : inout(gvv);
-  const gkAcc = new Float64Array(tk * d), gvAcc = new Float64Array(tk * d), gqAcc = new Float64Array(d);
+  const Q = new Float64Array(tq * d), K = new Float64Array(tk * d), V = new Float64Array(tk * d);
+  const O = new Float64Array(tq * d), GO = new Float64Array(tq * d);
+  const GQ = new Float64Array(tq * d), GK = new Float64Array(tk * d), GV = new Float64Array(tk * d);
   for (let b = 0; b < batch; b++) for (let h = 0; h < heads; h++) {
-    gkAcc.fill(0); gvAcc.fill(0);
+    packHead(q, qL, b, h, tq, d, Q);
+    packHead(k, kL, b, h, tk, d, K);
+    packHead(v, vL, b, h, tk, d, V);
+    packHead(o, oL, b, h, tq, d, O);
+    packHead(go, goL, b, h, tq, d, GO);
+    GQ.fill(0); GK.fill(0); GV.fill(0);
     for (let i = 0; i < tq; i++) {
-      const qi = at(qL, b, h, i), oi = at(oL, b, h, i), gi = at(goL, b, h, i);
-      const last = causal ? Math.min(tk - 1, i + tk - tq) : tk - 1;
+      const last = lastKey(spec, i), qi = i * d;
       const l = lse[(b * heads + h) * tq + i]!;
       // D_i = sum_c dO_ic O_ic, the softmax-backward row term.
       let di = 0;
-      for (let c = 0; c < d; c++) di += go[gi + c]! * o[oi + c]!;
-      gqAcc.fill(0);
+      for (let c = 0; c < d; c++) di += GO[qi + c]! * O[qi + c]!;
       for (let j = 0; j <= last; j++) {
-        const kj = at(kL, b, h, j), vj = at(vL, b, h, j);
-        let s = 0;
-        for (let c = 0; c < d; c++) s += q[qi + c]! * k[kj + c]!;
+        const kj = j * d;
+        let s = 0, dp = 0;
+        for (let c = 0; c < d; c++) { s += Q[qi + c]! * K[kj + c]!; dp += GO[qi + c]! * V[kj + c]!; }
         const pij = Math.exp(s * scale - l);
-        let dp = 0;
-        for (let c = 0; c < d; c++) { dp += go[gi + c]! * v[vj + c]!; gvAcc[j * d + c]! += pij * go[gi + c]!; }
         const ds = pij * (dp - di) * scale;
-        for (let c = 0; c < d; c++) { gqAcc[c]! += ds * k[kj + c]!; gkAcc[j * d + c]! += ds * q[qi + c]!; }
+        for (let c = 0; c < d; c++) {
+          GV[kj + c]! += pij * GO[qi + c]!;
+          GQ[qi + c]! += ds * K[kj + c]!;
+          GK[kj + c]! += ds * Q[qi + c]!;
+        }
       }
-      const gqi = at(gqL, b, h, i);
-      for (let c = 0; c < d; c++) gq.arr[gqi + c] = gqAcc[c]!;
     }
-    for (let j = 0; j < tk; j++) {
-      const gkj = at(gkL, b, h, j), gvj = at(gvL, b, h, j);
-      for (let c = 0; c < d; c++) { gk.arr[gkj + c] = gkAcc[j * d + c]!; gv.arr[gvj + c] = gvAcc[j * d + c]!; }
-    }
+    unpackHead(GQ, gq.arr, gqL, b, h, tq, d);
+    unpackHead(GK, gk.arr, gkL, b, h, tk, d);
+    unpackHead(GV, gv.arr, gvL, b, h, tk, d);
   }
-  for (const o of new Set([gq, gk, gv])) o.commit();
+  for (const out of new Set([gq, gk, gv])) out.commit();
 }
