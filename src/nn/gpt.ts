@@ -7,15 +7,19 @@
 // causalSelfAttention straight from the fused qkv projection, and the head as
 // dense(x, wte, transposed) so the tied weight is never copied.
 
-import type { Backend } from '../backend/backend.js';
+import type { Backend, HostArray } from '../backend/backend.js';
 import { Generator, mix32 } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import { noGrad } from '../autograd/backward.js';
 import { arange, tensor } from '../tensor/creation.js';
-import { add, causalSelfAttention, crossEntropy, dense } from '../tensor/ops.js';
+import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, dense, slice } from '../tensor/ops.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { fmtShape } from '../tensor/errors.js';
+import { autocast, autocastDtype, type AutocastDType } from '../amp/autocast.js';
+import { KVCache } from './kv-cache.js';
 import { Dropout, Embedding, LayerNorm, Linear, Module, resolveBackend, type ParameterOptions } from './module.js';
+
+export { KVCache, KVCacheError, type KVCacheOptions } from './kv-cache.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -36,6 +40,11 @@ export interface GPTConfig {
 
 export class GPTConfigError extends Error {
   override name = 'GPTConfigError';
+}
+
+/** Bad arguments to generate (or to a forward over a key/value cache), or logits that cannot be sampled. */
+export class GenerationError extends Error {
+  override name = 'GenerationError';
 }
 
 const base = { dropout: 0, bias: true };
@@ -120,10 +129,22 @@ class CausalSelfAttention extends Module {
     this.c_attn = this.addModule('c_attn', new Linear(c.nEmbd, 3 * c.nEmbd, { ...p, bias: c.bias }));
     this.c_proj = this.addModule('c_proj', new Linear(c.nEmbd, c.nEmbd, { ...p, bias: c.bias }));
   }
-  forward(x: Tensor): Tensor {
+  /** With `cache`, x holds only the new tokens, whose keys and values join that layer's cache. */
+  forward(x: Tensor, cache?: LayerCache): Tensor {
     // Attention-probability dropout is not applied (as in llm.c); the output dropout is in Block.
-    return this.c_proj.forward(causalSelfAttention(this.c_attn.forward(x), this.nHead));
+    const qkv = this.c_attn.forward(x);
+    const y = cache
+      ? cachedSelfAttention(qkv, this.nHead, cache.keys, cache.values, cache.offset)
+      : causalSelfAttention(qkv, this.nHead);
+    return this.c_proj.forward(y);
   }
+}
+
+/** One layer's slice of a KVCache, and where the new tokens go in it. */
+interface LayerCache {
+  keys: Tensor;
+  values: Tensor;
+  offset: number;
 }
 
 class MLP extends Module {
@@ -155,9 +176,9 @@ class Block extends Module {
     this.mlp = this.addModule('mlp', new MLP(c, p));
     this.drop = this.addModule('drop', new Dropout(c.dropout, generator));
   }
-  forward(x0: Tensor): Tensor {
+  forward(x0: Tensor, cache?: LayerCache): Tensor {
     return tidy(() => {
-      const x = add(x0, this.drop.forward(this.attn.forward(this.ln_1.forward(x0))));
+      const x = add(x0, this.drop.forward(this.attn.forward(this.ln_1.forward(x0), cache)));
       return add(x, this.drop.forward(this.mlp.forward(this.ln_2.forward(x))));
     });
   }
@@ -187,13 +208,28 @@ export interface GPTOutput {
   loss?: Tensor;
 }
 
+export interface CachedForwardOptions {
+  /** Compute the logits of the last new position only ([batch, 1, vocab]): all that sampling needs. */
+  lastOnly?: boolean;
+}
+
 export interface GenerateOptions {
+  /** Tokens to append (a non-negative integer; 0 returns a copy of the prompt). */
   maxNewTokens: number;
   /** Divides the logits before sampling (default 1). 0 picks the most likely token. */
   temperature?: number;
-  /** Samples only among the k most likely tokens. */
+  /** Samples only among the k most likely tokens (ties with the k-th kept, as nanoGPT). */
   topK?: number;
+  /** Seeds the counter-based sampler (default 0): same seed and logits, same tokens, on every backend. */
   seed?: number;
+  /**
+   * Runs every forward step under autocast in this dtype, with the cache in it too.
+   * An autocast region cannot span the awaits inside generate, so pass the dtype
+   * here; without it, generate follows the region active when it is called (if any).
+   */
+  autocast?: AutocastDType;
+  /** Decode with a key/value cache (default true); false recomputes the whole context every step. */
+  useCache?: boolean;
 }
 
 export class GPT extends Module {
@@ -251,41 +287,133 @@ export class GPT extends Module {
     });
   }
 
+  /** The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else the parameter dtype. */
+  computeDtype(region: FloatDType | null = autocastDtype()): FloatDType {
+    const p = this.dtype as FloatDType;
+    return region && p !== 'float64' ? region : p;
+  }
+
+  /** An empty key/value cache for `batch` sequences of up to blockSize positions, in the compute dtype. */
+  createCache(batch: number, dtype: FloatDType = this.computeDtype()): KVCache {
+    const c = this.config;
+    return new KVCache({
+      nLayer: c.nLayer, nHead: c.nHead, headDim: c.nEmbd / c.nHead, batch, capacity: c.blockSize, dtype, backend: this.backend,
+    });
+  }
+
   /**
-   * Appends up to maxNewTokens sampled tokens to each row of ids (int32 [batch, time]),
-   * recomputing the whole (cropped) context at each step. Returns the new ids.
+   * Logits [batch, time, vocab] for new int32 token ids [batch, time] that follow
+   * the cache.length tokens already in `cache`: projects only the new tokens,
+   * appends their keys and values to the cache, and attends over every cached
+   * position. Records no gradients.
+   */
+  forwardWithCache(ids: Tensor, cache: KVCache, opts: CachedForwardOptions = {}): Tensor {
+    const c = this.config;
+    if (ids.dtype !== 'int32' || ids.ndim !== 2 || ids.shape[1] === 0) {
+      throw new GenerationError(`GPT.forwardWithCache: ids must be a non-empty int32 [batch, time] tensor, got ${ids.describe()}`);
+    }
+    const [B, T] = ids.shape as [number, number];
+    if (cache.isDisposed) throw new GenerationError('GPT.forwardWithCache: the cache was disposed');
+    if (cache.nLayer !== c.nLayer || cache.nHead !== c.nHead || cache.headDim !== c.nEmbd / c.nHead || cache.batch !== B) {
+      throw new GenerationError(
+        `GPT.forwardWithCache: cache (${cache.nLayer} layers, ${cache.nHead} heads of ${cache.headDim}, batch ${cache.batch}) does not fit `
+        + `the model (${c.nLayer} layers, ${c.nHead} heads of ${c.nEmbd / c.nHead}) and ids ${fmtShape(ids.shape)}`,
+      );
+    }
+    const offset = cache.length;
+    if (offset + T > Math.min(c.blockSize, cache.capacity)) {
+      throw new GenerationError(`GPT.forwardWithCache: positions ${offset}..${offset + T - 1} do not fit the block size ${c.blockSize} (cache capacity ${cache.capacity})`);
+    }
+    const logits = noGrad(() => tidy(() => {
+      const pos = arange(offset, offset + T, 1, { backend: ids.backend });
+      let x = this.drop.forward(add(this.wte.forward(ids), this.wpe.forward(pos)));
+      this.h.forEach((block, l) => {
+        x = block.forward(x, { keys: cache.keys[l]!, values: cache.values[l]!, offset });
+      });
+      if (opts.lastOnly && T > 1) x = slice(x, 1, T - 1, T);
+      x = this.ln_f.forward(x);
+      return dense(x, this.wte.weight, null, { transposed: true });
+    }));
+    cache.advance(T);
+    return logits;
+  }
+
+  /**
+   * Appends maxNewTokens sampled tokens to each row of the prompt ids (int32
+   * [batch, time]) and returns the new ids. With the cache (the default), one
+   * pass over the prompt fills it, then each step feeds one token. Positions are
+   * learned and absolute, so cached keys cannot be shifted: once the context
+   * reaches blockSize, each step recomputes the cropped window of the last
+   * blockSize tokens (as the cache-less path does), which keeps the two paths
+   * token for token identical. Only the last position's logits are read back.
    */
   async generate(ids: Tensor, opts: GenerateOptions): Promise<Tensor> {
+    const { maxNewTokens, temperature, topK, seed, useCache } = checkGenerateOptions(opts);
+    if (ids.dtype !== 'int32' || ids.ndim !== 2 || ids.shape[0] === 0 || ids.shape[1] === 0) {
+      throw new GenerationError(`GPT.generate: ids must be a non-empty int32 [batch, time] tensor (the prompt), got ${ids.describe()}`);
+    }
+    // Captured before the first await: a region active at the call has ended by the time the steps run.
+    const region = opts.autocast ?? (autocastDtype() as AutocastDType | null);
+    const inRegion = <T>(fn: () => T): T => (region ? autocast({ dtype: region }, fn) : fn());
     const { vocabSize: V, blockSize } = this.config;
-    const temperature = opts.temperature ?? 1;
-    const rng = new Generator(opts.seed ?? 0);
-    const B = ids.shape[0]!;
+    const [B, T0] = ids.shape as [number, number];
+    const prompt = await ids.toArray();
     const rows: number[][] = [];
-    const flat = await ids.toArray();
-    for (let b = 0; b < B; b++) rows.push(Array.from(flat.subarray(b * ids.shape[1]!, (b + 1) * ids.shape[1]!)));
+    for (let b = 0; b < B; b++) rows.push(Array.from(prompt.subarray(b * T0, (b + 1) * T0)));
+    if (maxNewTokens === 0) return tensor(Int32Array.from(rows.flat()), { shape: [B, T0], dtype: 'int32', backend: ids.backend });
+
+    const backend = this.backend;
+    const input = (tokens: number[][]) => tensor(Int32Array.from(tokens.flat()), { shape: [B, tokens[0]!.length], dtype: 'int32', backend });
+    const window = () => rows.map((r) => r.slice(-blockSize));
+    const cache = useCache ? this.createCache(B, this.computeDtype(region)) : null;
+    /** Logits [B, 1, V] of the next token. */
+    const nextLogits = (first: boolean): Tensor => inRegion(() => tidy(() => {
+      if (!cache) {
+        return noGrad(() => {
+          const ctx = input(window());
+          return slice(this.forward(ctx).logits, 1, ctx.shape[1]! - 1);
+        });
+      }
+      if (first || cache.length === blockSize) {
+        cache.reset();
+        return this.forwardWithCache(input(window()), cache, { lastOnly: true });
+      }
+      return this.forwardWithCache(input(rows.map((r) => [r[r.length - 1]!])), cache, { lastOnly: true });
+    }));
+
+    const rng = new Generator(seed);
     const wasTraining = this.training;
     this.eval();
     try {
-      for (let step = 0; step < opts.maxNewTokens; step++) {
-        const ctx = rows.map((r) => r.slice(-blockSize));
-        const T = ctx[0]!.length;
-        const logits = noGrad(() => tidy(() => {
-          const input = tensor(Int32Array.from(ctx.flat()), { shape: [B, T], dtype: 'int32', backend: ids.backend });
-          return this.forward(input).logits;
-        }));
-        const all = await logits.toArray();
-        logits.dispose();
+      for (let step = 0; step < maxNewTokens; step++) {
+        const logits = nextLogits(step === 0);
+        let last: HostArray;
+        try {
+          last = await logits.toArray();
+        } finally {
+          logits.dispose();
+        }
         for (let b = 0; b < B; b++) {
-          const row = Array.from(all.subarray((b * T + T - 1) * V, (b * T + T) * V));
-          rows[b]!.push(sample(row, temperature, opts.topK, rng));
+          rows[b]!.push(sampleToken(last.subarray(b * V, (b + 1) * V), temperature, topK, rng, () => `step ${step}, row ${b}`));
         }
       }
     } finally {
+      cache?.dispose();
       this.train(wasTraining);
     }
-    const T = rows[0]!.length;
-    return tensor(Int32Array.from(rows.flat()), { shape: [B, T], dtype: 'int32', backend: ids.backend });
+    return tensor(Int32Array.from(rows.flat()), { shape: [B, T0 + maxNewTokens], dtype: 'int32', backend: ids.backend });
   }
+}
+
+function checkGenerateOptions(opts: GenerateOptions) {
+  const { maxNewTokens, temperature = 1, topK, seed = 0, useCache = true } = opts;
+  const bad = (what: string, v: unknown) => new GenerationError(`GPT.generate: ${what}, got ${JSON.stringify(v) ?? String(v)}`);
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw bad('maxNewTokens must be a non-negative integer', maxNewTokens);
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) throw bad('temperature must be a finite number >= 0', temperature);
+  if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw bad('topK must be a positive integer', topK);
+  if (!Number.isSafeInteger(seed)) throw bad('seed must be an integer', seed);
+  if (opts.autocast !== undefined && opts.autocast !== 'float16' && opts.autocast !== 'bfloat16') throw bad("autocast must be 'float16' or 'bfloat16'", opts.autocast);
+  return { maxNewTokens, temperature, topK, seed, useCache };
 }
 
 /** An indexed list of modules (`h.0`, `h.1`, ...). */
@@ -296,21 +424,41 @@ export class ModuleList extends Module {
   }
 }
 
-function sample(logits: number[], temperature: number, topK: number | undefined, rng: Generator): number {
-  if (temperature === 0) return logits.indexOf(Math.max(...logits));
-  let scaled = logits.map((v) => v / temperature);
-  if (topK !== undefined && topK < scaled.length) {
-    const kth = [...scaled].sort((a, b) => b - a)[topK - 1]!;
-    scaled = scaled.map((v) => (v < kth ? -Infinity : v));
+/**
+ * One token from a row of logits: argmax at temperature 0; otherwise softmax of
+ * logits / temperature (restricted to the topK largest) sampled with one
+ * uniform draw from rng, so equal logits and seed give equal tokens anywhere.
+ */
+function sampleToken(
+  logits: ArrayLike<number>, temperature: number, topK: number | undefined, rng: Generator, where: () => string,
+): number {
+  const V = logits.length;
+  let best = 0;
+  for (let i = 0; i < V; i++) {
+    const v = logits[i]!;
+    if (!Number.isFinite(v)) throw new GenerationError(`GPT.generate: logit ${i} is ${v} at ${where()} (did the model overflow its dtype?)`);
+    if (v > logits[best]!) best = i;
   }
-  const max = Math.max(...scaled);
-  const p = scaled.map((v) => Math.exp(v - max));
-  let u = (rng.uniform(1)[0]!) * p.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < p.length; i++) {
+  if (temperature === 0) return best;
+  let cutoff = -Infinity;
+  if (topK !== undefined && topK < V) cutoff = Float64Array.from(logits).sort()[V - topK]!;
+  const max = logits[best]! / temperature;
+  const p = new Float64Array(V);
+  let sum = 0;
+  for (let i = 0; i < V; i++) {
+    if (logits[i]! < cutoff) continue;
+    p[i] = Math.exp(logits[i]! / temperature - max);
+    sum += p[i]!;
+  }
+  let u = rng.uniform(1)[0]! * sum;
+  let last = best;
+  for (let i = 0; i < V; i++) {
+    if (p[i] === 0) continue;
+    last = i;
     u -= p[i]!;
     if (u <= 0) return i;
   }
-  return p.length - 1;
+  return last;
 }
 
 // ---- initialisation -------------------------------------------------------------

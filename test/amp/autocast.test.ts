@@ -17,6 +17,10 @@ const calls: Record<string, () => Tensor> = {
   dense: () => mp.dense(f32(), mp.randn([8, 3]), mp.randn([3]), { gelu: true }),
   scaledDotProductAttention: () => mp.scaledDotProductAttention(mp.randn([1, 2, 4, 8]), mp.randn([1, 2, 4, 8]), mp.randn([1, 2, 4, 8]), { causal: true }),
   causalSelfAttention: () => mp.causalSelfAttention(mp.randn([2, 4, 12]), 2),
+  cachedSelfAttention: () => mp.noGrad(() => {
+    const dtype = autocastDtype()!;
+    return mp.cachedSelfAttention(mp.randn([2, 4, 12]), 2, mp.zeros([2, 2, 8, 2], { dtype }), mp.zeros([2, 2, 8, 2], { dtype }), 0);
+  }),
   softmax: () => mp.softmax(f32().to('float16')),
   logSoftmax: () => mp.logSoftmax(f32().to('float16')),
   layerNorm: () => mp.layerNorm(f32().to('float16'), mp.ones([8]), mp.zeros([8])),

@@ -6,8 +6,13 @@ import { Generator } from '../../backend/random.js';
 import { float32Output, lowerPrecision } from '../dispatch.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
-import { Tensor, record } from '../tensor.js';
+import { Tensor, needsGrad, record } from '../tensor.js';
 import { transpose } from './shape.js';
+
+/** Dtype of saved statistics (mean, rstd, log-sum-exp): float32, or float64 for float64 inputs, as PyTorch's accumulate type. */
+function statDtype(x: Tensor): 'float32' | 'float64' {
+  return x.dtype === 'float64' ? 'float64' : 'float32';
+}
 
 // ---- softmax ----
 
@@ -57,7 +62,7 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
   const rows = x.size / cols;
   const b = x.backend;
   const y = Tensor.empty(x.shape, float32Output(x.dtype), b);
-  const mean = Tensor.empty([rows], 'float32', b), rstd = Tensor.empty([rows], 'float32', b);
+  const mean = Tensor.empty([rows], statDtype(x), b), rstd = Tensor.empty([rows], statDtype(x), b);
   b.layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
   const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
   const out = record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
@@ -110,7 +115,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   }
   const b = logits.backend;
   const loss = Tensor.empty([], float32Output(logits.dtype), b);
-  const lse = Tensor.empty([rows], 'float32', b), count = Tensor.empty([], 'float32', b);
+  const lse = Tensor.empty([rows], statDtype(logits), b), count = Tensor.empty([], 'float32', b);
   b.crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
   const out = record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
     const g = Tensor.empty(logits.shape, logits.dtype, b);
@@ -187,7 +192,7 @@ function attentionCore(
 ): Tensor {
   const b = q.backend;
   const o = Tensor.empty(outShape, q.dtype, b);
-  const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], 'float32', b);
+  const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], statDtype(q), b);
   b.attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
   const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
   const out = record(o, name, inputs, saved, (go, s) => {
@@ -246,4 +251,57 @@ export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('causalSelfAttention', [qkv], qkv, qkv, qkv,
     { q: inL(0), k: inL(1), v: inL(2), o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], true);
+}
+
+/**
+ * Causal self-attention of new tokens over a key/value cache, for incremental
+ * decoding. qkv [B, T, 3C] is the fused projection of the T new tokens at
+ * positions offset..offset+T-1; their keys and values are written into `keys`
+ * and `values` ([B, nHead, capacity, C/nHead], qkv's dtype) at those positions,
+ * then the new queries attend to every cached position 0..offset+T-1 (causally).
+ * Returns y [B, T, C]. The cache writes are side effects no gradient can flow
+ * through, so this op is inference-only: it refuses to run where autograd would
+ * record it (use noGrad).
+ */
+export function cachedSelfAttention(qkv0: Tensor, nHead: number, keys: Tensor, values: Tensor, offset: number): Tensor {
+  requireFloat('cachedSelfAttention', qkv0, keys, values);
+  sameBackend('cachedSelfAttention', qkv0, keys, values);
+  const [qkv] = lowerPrecision(qkv0);
+  if (qkv.ndim !== 3 || qkv.shape[2]! % (3 * nHead) !== 0) {
+    throw new ShapeError(`cachedSelfAttention: expected qkv [batch, time, 3 * channels] with channels divisible by ${nHead} heads, got ${fmtShape(qkv.shape)}`);
+  }
+  const [B, T, C3] = qkv.shape as [number, number, number];
+  const C = C3 / 3, d = C / nHead;
+  for (const [what, c] of [['keys', keys], ['values', values]] as const) {
+    if (c.ndim !== 4 || c.shape[0] !== B || c.shape[1] !== nHead || c.shape[3] !== d) {
+      throw new ShapeError(`cachedSelfAttention: ${what} cache ${fmtShape(c.shape)} does not fit qkv ${fmtShape(qkv.shape)} (expected [${B}, ${nHead}, capacity, ${d}])`);
+    }
+    // The cache is written in place, so it cannot be cast on the fly: it must already hold the compute dtype.
+    if (c.dtype !== qkv.dtype) {
+      throw new TensorError(`cachedSelfAttention: ${what} cache is ${c.dtype} but the attention computes in ${qkv.dtype}; allocate the cache in ${qkv.dtype}`);
+    }
+  }
+  const S = keys.shape[2]!;
+  if (values.shape[2] !== S) throw new ShapeError(`cachedSelfAttention: keys ${fmtShape(keys.shape)} and values ${fmtShape(values.shape)} differ in capacity`);
+  if (!Number.isInteger(offset) || offset < 0 || offset + T > S) {
+    throw new ShapeError(`cachedSelfAttention: positions ${offset}..${offset + T - 1} do not fit a cache of ${S} positions`);
+  }
+  if (needsGrad([qkv0, keys, values])) {
+    throw new TensorError('cachedSelfAttention: records no gradients (the cache is written in place); run it under noGrad');
+  }
+  const b = qkv.backend;
+  // k and v of the new tokens, read as [B, H, T, d] out of qkv, go to cache positions offset..offset+T-1.
+  const fromQkv = (part: number): HeadLayout => ({ offset: part * C, sB: T * C3, sH: d, sT: C3 });
+  const cacheL: HeadLayout = { offset: 0, sB: nHead * S * d, sH: S * d, sT: d };
+  for (const [part, c] of [[1, keys], [2, values]] as const) {
+    const src = fromQkv(part);
+    b.copy(
+      { view: qkv.view, offset: src.offset, strides: [src.sB, src.sH, src.sT, 1] },
+      { view: c.view, offset: offset * d, strides: [cacheL.sB, cacheL.sH, cacheL.sT, 1] },
+      [B, nHead, T, d],
+    );
+  }
+  const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: offset + T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
+  return attentionCore('cachedSelfAttention', [qkv], qkv, keys, values,
+    { q: fromQkv(0), k: cacheL, v: cacheL, o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], false);
 }
