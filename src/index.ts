@@ -29,3 +29,12 @@ export * from './nn/module.js';
 export * from './nn/gpt.js';
 export * from './io/gpt2.js';
 export { SafetensorsReader, SafetensorsError, writeSafetensors, readSafetensorsHeader, type SafetensorsDType, type TensorInfo, type RawTensor, type WritableTensor } from './io/safetensors.js';
+
+export { Trainer, train, createOptimizer, createScaler, modelConfig, CHECKPOINT_DIR, RESUMABLE_OPTIONS, type TrainHooks, type TrainerOptions, type TrainSummary, type StepProgress, type StopReason } from './train/trainer.js';
+export { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, resolveLossScale, TrainConfigError, parseDuration, formatDuration, type TrainConfig, type BackendChoice } from './train/config.js';
+export { selectBackend, BackendUnavailableError, type SelectedBackend } from './train/select-backend.js';
+export { evaluateLoss, type EvalResult } from './train/evaluate.js';
+export { sampleText, SAMPLE_PRECISIONS, type SampleOptions, type SamplePrecision } from './train/sample.js';
+export { openModelDir, inspectModelDir, type OpenedModel, type ModelDirInfo } from './train/model-dir.js';
+export { readMetrics, METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type StartRecord, type TrainRecord, type EvalRecord } from './train/metrics.js';
+export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';

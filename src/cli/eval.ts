@@ -1,0 +1,79 @@
+// `mixprec eval`: validation loss and perplexity of a checkpoint (or any GPT-2 directory).
+
+import { parsePolicy } from '../amp/policy.js';
+import { evalBatches } from '../data/batches.js';
+import { loadTokenizedSplits } from '../data/cache.js';
+import { TOKENIZER_NAMES, loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
+import { evaluateLoss } from '../train/evaluate.js';
+import { inspectModelDir, openModelDir } from '../train/model-dir.js';
+import { selectBackend } from '../train/select-backend.js';
+import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
+import { EXIT_OK } from './errors.js';
+import type { OutputStream } from './progress.js';
+import { parsePrecision } from './train.js';
+
+export const EVAL_SPEC: CommandSpec = {
+  name: 'eval',
+  summary: 'Print the validation loss (nats per token, and per byte for byte tokenizers) and perplexity of a checkpoint.',
+  usage: 'eval --checkpoint DIR [options]',
+  options: [
+    { name: 'checkpoint', type: 'string', metavar: 'DIR', required: true, help: 'a run directory, its checkpoint directory, or a Hugging Face GPT-2 directory' },
+    { name: 'data', type: 'string', metavar: 'PATH', defaultText: "the run's data (the Brown corpus)", help: 'a text file, directory or glob; its last 10% is evaluated' },
+    { name: 'tokenizer', type: 'enum', values: TOKENIZER_NAMES, defaultText: "the run's, or implied by the vocabulary", help: 'byte or gpt2' },
+    { name: 'precision', type: 'string', metavar: 'POLICY', parse: parsePrecision, defaultText: "the run's, or fp32", help: 'precision policy of the forward pass (fp32, fp16, bf16, ...)' },
+    { name: 'batch-size', type: 'int', min: 1, defaultText: "the run's, or 8", help: 'sequences per batch' },
+    { name: 'block-size', type: 'int', min: 1, defaultText: "the run's, or min(256, the model's context)", help: 'tokens per sequence' },
+    { name: 'eval-steps', type: 'int', min: 1, defaultText: "the run's, or 16", help: 'batches of fixed validation windows' },
+    { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: 'auto', help: 'auto tries WebGPU and falls back to the CPU backend' },
+    { name: 'json', type: 'flag', help: 'print the result as one JSON object' },
+    { name: 'help', short: 'h', type: 'flag', help: 'show this help' },
+  ],
+  epilog: 'example:\n  mixprec eval --checkpoint runs/20250101-120000',
+};
+
+export async function evalCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
+  const args = parseArgs(EVAL_SPEC, argv);
+  if (args.help) {
+    out.write(formatHelp(EVAL_SPEC));
+    return EXIT_OK;
+  }
+  const v = args.values;
+  const selected = await selectBackend(v.backend as BackendChoice);
+  err.write(`backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}\n`);
+  const info = await inspectModelDir(v.checkpoint as string);
+  const run = info.config;
+  // The policy decides the parameter dtype (fp16-master and bf16-master hold 16-bit weights).
+  const policy = parsePolicy((v.precision as string | undefined) ?? run?.precision ?? 'fp32', 'none');
+  const probe = await openModelDir(info, { backend: selected.backend, dtype: policy.params as 'float32' | 'float16' | 'bfloat16' });
+  const { model } = probe;
+  try {
+    const tokenizerName = (v.tokenizer as TokenizerName | undefined) ?? probe.tokenizer;
+    if (!tokenizerName) throw new UsageError(`option --tokenizer is needed: the model's vocabulary of ${model.config.vocabSize} tokens matches no known tokenizer`, shortUsage(EVAL_SPEC));
+    const tokenizer = await loadTokenizer(tokenizerName);
+    if (tokenizer.vocabSize !== model.config.vocabSize) {
+      throw new UsageError(`option --tokenizer: the ${tokenizerName} tokenizer has ${tokenizer.vocabSize} tokens, the model ${model.config.vocabSize}`, shortUsage(EVAL_SPEC));
+    }
+    const dataSpec = (v.data as string | undefined) ?? run?.data ?? undefined;
+    const batchSize = (v['batch-size'] as number | undefined) ?? run?.batchSize ?? 8;
+    const blockSize = (v['block-size'] as number | undefined) ?? run?.blockSize ?? Math.min(256, model.config.blockSize);
+    const steps = (v['eval-steps'] as number | undefined) ?? run?.evalSteps ?? 16;
+    if (blockSize > model.config.blockSize) {
+      throw new UsageError(`option --block-size: ${blockSize} is longer than the model's ${model.config.blockSize} positions`, shortUsage(EVAL_SPEC));
+    }
+    const data = await loadTokenizedSplits({ data: dataSpec, tokenizer });
+    const batches = evalBatches(data.validation, { batchSize, blockSize, steps, split: 'validation' });
+    err.write(`model: ${probe.dir}${probe.step !== null ? ` (step ${probe.step})` : ''}, precision ${policy.name}\n`);
+    err.write(`data: ${data.source}: ${steps} batches of ${batchSize} x ${blockSize} tokens from the validation split\n`);
+    const r = await evaluateLoss(model, batches, { policy, batchSize, blockSize, tokenizer: tokenizer.name });
+    if (v.json) {
+      out.write(`${JSON.stringify({ checkpoint: probe.dir, step: probe.step, precision: policy.name, backend: selected.description, data: data.source, ...r })}\n`);
+    } else {
+      const perByte = r.valLossPerByte !== undefined ? ` = ${r.valLossPerByte.toFixed(4)} nats/byte` : '';
+      out.write(`val loss ${r.valLoss.toFixed(4)} nats/token${perByte}, perplexity ${r.perplexity.toFixed(2)} (${r.evalTokens.toLocaleString('en-US')} tokens)\n`);
+    }
+    return EXIT_OK;
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,88 @@
+// Choosing where a run computes: WebGPU when an adapter is present (`auto`),
+// else the CPU backend, saying which adapter was picked or why WebGPU was not.
+
+import type { Backend } from '../backend/backend.js';
+import { CpuBackend } from '../backend/cpu/backend.js';
+import { getBackend, setBackend } from '../backend/registry.js';
+import type { BackendChoice } from './config.js';
+
+export interface SelectedBackend {
+  backend: Backend;
+  kind: 'cpu' | 'webgpu';
+  /** One line for the log: the adapter and its shader-f16 support, or the CPU backend. */
+  description: string;
+  /** With `auto` on the CPU backend: why WebGPU was not used. */
+  fallbackReason?: string;
+}
+
+/** `--backend webgpu` was asked for and cannot be had. */
+export class BackendUnavailableError extends Error {
+  override name = 'BackendUnavailableError';
+}
+
+const CPU_DESCRIPTION = 'cpu (the pure-TypeScript reference backend)';
+
+interface WebGPUModule {
+  createWebGPUBackend(opts?: unknown): Promise<Backend> | Backend;
+}
+
+/** The adapter a WebGPU backend runs on and whether it has shader-f16, from its adapterInfo. */
+function describeWebGPU(backend: Backend): string {
+  const info = (backend as Backend & { adapterInfo?: { description?: string; hasF16?: boolean } }).adapterInfo;
+  const name = info?.description ?? 'unknown adapter';
+  const f16 = info?.hasF16 === undefined ? '' : info.hasF16 ? ', shader-f16: yes' : ', shader-f16: no (16-bit values stored packed)';
+  return `webgpu (${name}${f16})`;
+}
+
+async function createWebGPU(): Promise<Backend> {
+  // A variable specifier: the WebGPU backend is optional at build time and at run time.
+  const specifier = new URL('../backend/webgpu/backend.js', import.meta.url).href;
+  let mod: WebGPUModule;
+  try {
+    mod = (await import(specifier)) as WebGPUModule;
+  } catch (err) {
+    throw new BackendUnavailableError(`the WebGPU backend could not be loaded: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (typeof mod.createWebGPUBackend !== 'function') throw new BackendUnavailableError('the WebGPU backend module has no createWebGPUBackend()');
+  try {
+    return await mod.createWebGPUBackend();
+  } catch (err) {
+    // WebGPUUnavailableError says why (no adapter, package not loadable, ...).
+    throw new BackendUnavailableError((err as Error).message);
+  }
+}
+
+/** The CPU backend already registered, if any, so that tensors made before the choice stay usable. */
+function cpuBackend(): Backend {
+  try {
+    const b = getBackend('cpu');
+    if (b instanceof CpuBackend) return b;
+  } catch {
+    // none registered yet
+  }
+  return new CpuBackend();
+}
+
+export interface SelectBackendOptions {
+  /** Creates the WebGPU backend (default: createWebGPUBackend of src/backend/webgpu). */
+  createWebGPU?: () => Promise<Backend>;
+}
+
+/** Picks the backend for `choice`, makes it the default for new tensors and describes it. */
+export async function selectBackend(choice: BackendChoice, opts: SelectBackendOptions = {}): Promise<SelectedBackend> {
+  let selected: SelectedBackend;
+  if (choice === 'cpu') {
+    selected = { backend: cpuBackend(), kind: 'cpu', description: CPU_DESCRIPTION };
+  } else {
+    try {
+      const backend = await (opts.createWebGPU ?? createWebGPU)();
+      selected = { backend, kind: 'webgpu', description: describeWebGPU(backend) };
+    } catch (err) {
+      if (choice === 'webgpu') throw new BackendUnavailableError(`--backend webgpu: ${(err as Error).message}`);
+      const reason = (err as Error).message;
+      selected = { backend: cpuBackend(), kind: 'cpu', description: CPU_DESCRIPTION, fallbackReason: reason };
+    }
+  }
+  setBackend(selected.backend);
+  return selected;
+}
