@@ -5,6 +5,7 @@ import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/backend.js';
 import { getBackend, setBackend } from '../backend/registry.js';
 import type { BackendChoice } from './config.js';
+import type { WebGPUBackend } from '../backend/webgpu/backend.js';
 
 export interface SelectedBackend {
   backend: Backend;
@@ -22,28 +23,23 @@ export class BackendUnavailableError extends Error {
 
 const CPU_DESCRIPTION = 'cpu (the pure-TypeScript reference backend)';
 
-interface WebGPUModule {
-  createWebGPUBackend(opts?: unknown): Promise<Backend> | Backend;
-}
+type WebGPUModule = typeof import('../backend/webgpu/backend.js');
 
-/** The adapter a WebGPU backend runs on and whether it has shader-f16, from its adapterInfo. */
+/** The adapter and its shader-f16 support, for the log. */
 function describeWebGPU(backend: Backend): string {
-  const info = (backend as Backend & { adapterInfo?: { description?: string; hasF16?: boolean } }).adapterInfo;
-  const name = info?.description ?? 'unknown adapter';
-  const f16 = info?.hasF16 === undefined ? '' : info.hasF16 ? ', shader-f16: yes' : ', shader-f16: no (16-bit values stored packed)';
-  return `webgpu (${name}${f16})`;
+  const i = (backend as Partial<WebGPUBackend>).adapterInfo;
+  if (!i) return `webgpu (${backend.description})`;
+  return `webgpu (${i.description}${i.hasF16 ? ', shader-f16: yes' : ', shader-f16: no (16-bit values stored packed)'})`;
 }
 
-async function createWebGPU(): Promise<Backend> {
-  // A variable specifier: the WebGPU backend is optional at build time and at run time.
-  const specifier = new URL('../backend/webgpu/backend.js', import.meta.url).href;
+async function createWebGPU(): Promise<WebGPUBackend> {
+  // Loaded on demand: a CPU-only run never touches the WebGPU code or the `webgpu` package.
   let mod: WebGPUModule;
   try {
-    mod = (await import(specifier)) as WebGPUModule;
+    mod = await import('../backend/webgpu/backend.js');
   } catch (err) {
     throw new BackendUnavailableError(`the WebGPU backend could not be loaded: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (typeof mod.createWebGPUBackend !== 'function') throw new BackendUnavailableError('the WebGPU backend module has no createWebGPUBackend()');
   try {
     return await mod.createWebGPUBackend();
   } catch (err) {

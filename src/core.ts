@@ -1,0 +1,40 @@
+// mixprec's browser-safe core: tensors, autograd, autocast, GradScaler,
+// optimizers, the GPT model, tokenizers and batching, and the CPU and WebGPU
+// backends. Nothing here imports a Node built-in (the WebGPU backend loads the
+// Node `webgpu` package only when `navigator.gpu` is absent).
+
+export * as dtypes from './dtype/index.js';
+export { finfo, type FInfo } from './dtype/codec.js';
+export type { DType, FloatDType } from './dtype/dtype.js';
+
+export type { Backend, MemoryInfo } from './backend/backend.js';
+export { CpuBackend } from './backend/cpu/backend.js';
+export { getBackend, setBackend, registerBackend } from './backend/registry.js';
+export { Generator, type GeneratorState } from './backend/random.js';
+
+export { Tensor, tidy, keep, memory, type MemoryReport } from './tensor/tensor.js';
+export * from './tensor/creation.js';
+export * from './tensor/ops.js';
+export * from './tensor/errors.js';
+export { backward, noGrad, enableGrad } from './autograd/backward.js';
+
+export { autocast, isAutocastEnabled, autocastDtype, AUTOCAST_OPS, type AutocastOptions } from './amp/autocast.js';
+export { GradScaler, GradScalerError, type GradScalerOptions, type GradScalerState, type ScalableOptimizer } from './amp/grad-scaler.js';
+export { parsePolicy, withPolicy, castOutput, PRESETS as POLICY_PRESETS, PolicyError, type Policy, type LossScaling } from './amp/policy.js';
+
+export { Optimizer, OptimizerError, type ParamGroupSpec, type OptimizerStateDict, type OptimizerOptions } from './optim/optimizer.js';
+export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './optim/adamw.js';
+export { SGD, SGD_DEFAULTS, type SGDOptions } from './optim/sgd.js';
+export { clipGradNorm } from './optim/clip.js';
+export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
+
+export * from './nn/module.js';
+export * from './nn/gpt.js';
+
+export { createWebGPUBackend, WebGPUBackend, type WebGPUBackendOptions } from './backend/webgpu/backend.js';
+export type { AdapterInfo } from './backend/webgpu/device.js';
+export * from './backend/webgpu/errors.js';
+
+export { ByteTokenizer, GPT2Tokenizer, loadTokenizer, TOKENIZER_NAMES, type Tokenizer, type TokenizerName } from './data/tokenizer.js';
+export { BatchSampler, evalBatches } from './data/batches.js';
+export { DataError, TokenizerError } from './data/errors.js';
