@@ -155,11 +155,15 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
     this.prepared = false;
   }
 
-  /** Zeroes every gradient in place (gradients keep their storage), or drops them with setToNone. */
+  /**
+   * Drops every gradient (PyTorch's default, set_to_none=True: the next backward
+   * hands its gradients over instead of adding them to zeros), or with
+   * `{ setToNone: false }` zeroes them in place, keeping their storage.
+   */
   zeroGrad(opts: { setToNone?: boolean } = {}): void {
     for (const p of this.params) {
       if (!p.grad) continue;
-      if (opts.setToNone) {
+      if (opts.setToNone ?? true) {
         p.grad.dispose();
         p.grad = null;
       } else p.backend.fill(p.grad.view, 0);
