@@ -3,13 +3,13 @@
 import { parsePolicy } from '../amp/policy.js';
 import { evalBatches } from '../data/batches.js';
 import { loadTokenizedSplits } from '../data/cache.js';
-import { TOKENIZER_NAMES, loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
+import { loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
+import type { BackendChoice } from '../train/config.js';
 import { evaluateLoss } from '../train/evaluate.js';
 import { inspectModelDir, openModelDir } from '../train/model-dir.js';
-import { selectBackend } from '../train/select-backend.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
+import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
 import { parsePrecision } from './train.js';
 
@@ -18,16 +18,15 @@ export const EVAL_SPEC: CommandSpec = {
   summary: 'Print the validation loss (nats per token, and per byte for byte tokenizers) and perplexity of a checkpoint.',
   usage: 'eval --checkpoint DIR [options]',
   options: [
-    { name: 'checkpoint', type: 'string', metavar: 'DIR', required: true, help: 'a run directory, its checkpoint directory, or a Hugging Face GPT-2 directory' },
+    ...MODEL_DIR_OPTIONS,
     { name: 'data', type: 'string', metavar: 'PATH', defaultText: "the run's data (the Brown corpus)", help: 'a text file, directory or glob; its last 10% is evaluated' },
-    { name: 'tokenizer', type: 'enum', values: TOKENIZER_NAMES, defaultText: "the run's, or implied by the vocabulary", help: 'byte or gpt2' },
     { name: 'precision', type: 'string', metavar: 'POLICY', parse: parsePrecision, defaultText: "the run's, or fp32", help: 'precision policy of the forward pass (fp32, fp16, bf16, ...)' },
     { name: 'batch-size', type: 'int', min: 1, defaultText: "the run's, or 8", help: 'sequences per batch' },
     { name: 'block-size', type: 'int', min: 1, defaultText: "the run's, or min(256, the model's context)", help: 'tokens per sequence' },
     { name: 'eval-steps', type: 'int', min: 1, defaultText: "the run's, or 16", help: 'batches of fixed validation windows' },
-    { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: 'auto', help: 'auto tries WebGPU and falls back to the CPU backend' },
+    backendOption(),
     { name: 'json', type: 'flag', help: 'print the result as one JSON object' },
-    { name: 'help', short: 'h', type: 'flag', help: 'show this help' },
+    HELP_OPTION,
   ],
   epilog: 'example:\n  mixprec eval --checkpoint runs/20250101-120000',
 };
@@ -39,8 +38,7 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
     return EXIT_OK;
   }
   const v = args.values;
-  const selected = await selectBackend(v.backend as BackendChoice);
-  err.write(`backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}\n`);
+  const selected = await useBackend(v.backend as BackendChoice, err);
   const info = await inspectModelDir(v.checkpoint as string);
   const run = info.config;
   // The policy decides the parameter dtype (fp16-master and bf16-master hold 16-bit weights).

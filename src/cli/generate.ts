@@ -1,12 +1,12 @@
 // `mixprec generate`: samples text from a checkpoint (or any GPT-2 directory).
 
-import { loadTokenizer, TOKENIZER_NAMES, type TokenizerName } from '../data/tokenizer.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
+import { loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
+import type { BackendChoice } from '../train/config.js';
 import { openModelDir } from '../train/model-dir.js';
 import { SAMPLE_PRECISIONS, sampleText, type SamplePrecision } from '../train/sample.js';
-import { selectBackend } from '../train/select-backend.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
+import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
 
 export const GENERATE_SPEC: CommandSpec = {
@@ -14,16 +14,15 @@ export const GENERATE_SPEC: CommandSpec = {
   summary: 'Sample text from a checkpoint: the prompt, then the continuation.',
   usage: 'generate --checkpoint DIR [--prompt TEXT] [options]',
   options: [
-    { name: 'checkpoint', type: 'string', metavar: 'DIR', required: true, help: 'a run directory, its checkpoint directory, or a Hugging Face GPT-2 directory' },
+    ...MODEL_DIR_OPTIONS,
     { name: 'prompt', type: 'string', metavar: 'TEXT', default: '\n', defaultText: 'a newline', help: 'the text to continue' },
     { name: 'max-new-tokens', type: 'int', min: 1, default: 200, help: 'tokens to sample' },
     { name: 'temperature', type: 'float', min: 0, default: 0.8, help: 'divides the logits; 0 picks the most likely token' },
     { name: 'top-k', type: 'int', min: 1, default: 200, help: 'sample among the k most likely tokens' },
     { name: 'seed', type: 'int', min: 0, default: 0, help: 'seeds the sampling' },
     { name: 'precision', type: 'enum', values: SAMPLE_PRECISIONS, default: 'fp32', help: 'fp32, or autocast to fp16 or bf16' },
-    { name: 'tokenizer', type: 'enum', values: TOKENIZER_NAMES, defaultText: "the run's, or implied by the vocabulary", help: 'byte or gpt2' },
-    { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: 'auto', help: 'auto tries WebGPU and falls back to the CPU backend' },
-    { name: 'help', short: 'h', type: 'flag', help: 'show this help' },
+    backendOption(),
+    HELP_OPTION,
   ],
   epilog: "example:\n  mixprec generate --checkpoint runs/20250101-120000 --prompt 'The jury' --max-new-tokens 300 --seed 7",
 };
@@ -35,8 +34,7 @@ export async function generateCommand(argv: readonly string[], out: OutputStream
     return EXIT_OK;
   }
   const v = args.values;
-  const selected = await selectBackend(v.backend as BackendChoice);
-  err.write(`backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}\n`);
+  const selected = await useBackend(v.backend as BackendChoice, err);
   const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend });
   const { model } = opened;
   try {

@@ -8,12 +8,13 @@ import { PRESETS as POLICY_PRESETS, parsePolicy } from '../amp/policy.js';
 import { GPT_PRESETS } from '../nn/gpt.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import {
-  BACKEND_CHOICES, DEFAULT_TRAIN_CONFIG as D, TrainConfigError, formatDuration, parseDuration, type TrainConfig,
+  DEFAULT_TRAIN_CONFIG as D, TrainConfigError, formatDuration, parseDuration, type TrainConfig,
 } from '../train/config.js';
 import { CHECKPOINT_DIR, Trainer, type TrainSummary } from '../train/trainer.js';
 import { METRICS_FILE, SUMMARY_FILE, type EvalRecord } from '../train/metrics.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec, type OptionSpec } from './args.js';
 import { EXIT_INTERRUPTED, EXIT_OK } from './errors.js';
+import { HELP_OPTION, backendOption } from './common.js';
 import { StatusLine, type OutputStream } from './progress.js';
 
 export function parseLossScale(raw: string): TrainConfig['lossScale'] {
@@ -36,7 +37,7 @@ const CONFIG_OPTIONS: OptionSpec[] = [
     help: `${Object.keys(POLICY_PRESETS).join(', ')}, or a policy string such as params=float32,compute=bfloat16` },
   { name: 'loss-scale', type: 'string', metavar: 'dynamic|none|X', parse: parseLossScale, default: D.lossScale,
     defaultText: 'dynamic with float16 compute, none otherwise', help: 'loss scaling: dynamic (GradScaler), none, or a fixed scale' },
-  { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: D.backend, help: 'auto tries WebGPU and falls back to the CPU backend' },
+  backendOption(D.backend),
   { name: 'model', type: 'enum', values: presetNames, metavar: 'PRESET', defaultText: `${D.model} with ${D.nLayer} layers, ${D.nHead} heads, width ${D.nEmbd}`,
     help: `GPT preset: ${presetNames.join(', ')}` },
   { name: 'n-layer', type: 'int', min: 1, defaultText: "the preset's", help: 'transformer blocks' },
@@ -74,7 +75,7 @@ export const TRAIN_SPEC: CommandSpec = {
     ...CONFIG_OPTIONS,
     { name: 'out', type: 'string', metavar: 'DIR', defaultText: 'runs/<date>-<time>', help: 'run directory: metrics.jsonl, summary.json, checkpoint/' },
     { name: 'resume', type: 'string', metavar: 'RUN_DIR', help: 'continue the run in RUN_DIR from its checkpoint (exactly)' },
-    { name: 'help', short: 'h', type: 'flag', help: 'show this help' },
+    HELP_OPTION,
   ],
   epilog: [
     'With no options: a small GPT on the Brown corpus, bytes as tokens, fp16 compute with',

@@ -10,7 +10,7 @@
 // tensors covering the data buffer exactly, without gap, overlap or trailing bytes.
 // Every check runs at open, so a bad file fails before any tensor is used.
 
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { decodeBFloat16, decodeFloat16 } from '../dtype/codec.js';
 import type { DType } from '../dtype/dtype.js';
 import { writeAll, writeFileAtomic } from './atomic.js';

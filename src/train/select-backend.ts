@@ -82,3 +82,8 @@ export async function selectBackend(choice: BackendChoice, opts: SelectBackendOp
   setBackend(selected.backend);
   return selected;
 }
+
+/** One line for the log: the backend and, after a fallback, why WebGPU was not used. */
+export function describeSelection(selected: SelectedBackend): string {
+  return `backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}`;
+}

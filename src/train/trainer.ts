@@ -34,7 +34,7 @@ import { loadTokenizedSplits, type TokenizedSplits } from '../data/cache.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TrainConfigError, optionName, resolveLossScale, resolveTrainConfig, type TrainConfig } from './config.js';
 import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type TrainRecord } from './metrics.js';
-import { selectBackend, type SelectedBackend } from './select-backend.js';
+import { describeSelection, selectBackend, type SelectedBackend } from './select-backend.js';
 import { batchTensors, evaluateLoss, type EvalResult } from './evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
@@ -225,7 +225,7 @@ export class Trainer {
     if (!ckpt && !c.initFrom) modelConfig(c, 256);
     const selected = opts.backend ?? (await selectBackend(c.backend));
     const backend = selected.backend;
-    log(`backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}`);
+    log(describeSelection(selected));
     const tokenizer = await loadTokenizer(c.tokenizer);
     const data = await loadTokenizedSplits({ data: c.data ?? undefined, tokenizer, cacheDir: opts.cacheDir });
     log(`data: ${data.source}: ${data.train.length.toLocaleString('en-US')} training and ${data.validation.length.toLocaleString('en-US')} validation tokens (${c.tokenizer} tokenizer${data.cached ? ', cached' : ''})`);

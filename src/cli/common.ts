@@ -1,0 +1,26 @@
+// Options and steps the commands share.
+
+import { TOKENIZER_NAMES } from '../data/tokenizer.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
+import { describeSelection, selectBackend, type SelectedBackend } from '../train/select-backend.js';
+import type { OptionSpec } from './args.js';
+import type { OutputStream } from './progress.js';
+
+export const HELP_OPTION: OptionSpec = { name: 'help', short: 'h', type: 'flag', help: 'show this help' };
+
+export function backendOption(defaultChoice: BackendChoice = 'auto'): OptionSpec {
+  return { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: defaultChoice, help: 'auto tries WebGPU and falls back to the CPU backend' };
+}
+
+/** --checkpoint and --tokenizer of the commands that open a trained model. */
+export const MODEL_DIR_OPTIONS: readonly OptionSpec[] = [
+  { name: 'checkpoint', type: 'string', metavar: 'DIR', required: true, help: 'a run directory, its checkpoint directory, or a Hugging Face GPT-2 directory' },
+  { name: 'tokenizer', type: 'enum', values: TOKENIZER_NAMES, defaultText: "the run's, or implied by the vocabulary", help: 'byte or gpt2' },
+];
+
+/** Selects the backend and says on `err` which one (and, on a fallback, why WebGPU was not used). */
+export async function useBackend(choice: BackendChoice, err: OutputStream): Promise<SelectedBackend> {
+  const selected = await selectBackend(choice);
+  err.write(`${describeSelection(selected)}\n`);
+  return selected;
+}
