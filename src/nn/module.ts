@@ -135,9 +135,9 @@ export abstract class Module {
   }
 }
 
-/** A parameter tensor, zero-filled; initialisers write it afterwards. */
-export function emptyParameter(shape: readonly number[], opts: ParameterOptions = {}): Tensor {
-  const t = Tensor.empty(shape, opts.dtype ?? 'float32', resolveBackend(opts.backend));
+/** A parameter tensor, zero-filled; initialisers write it afterwards. `what` names it in errors. */
+export function emptyParameter(shape: readonly number[], opts: ParameterOptions = {}, what?: string): Tensor {
+  const t = Tensor.empty(shape, opts.dtype ?? 'float32', resolveBackend(opts.backend), what);
   t.backend.fill(t.view, 0);
   return t;
 }
@@ -155,7 +155,7 @@ export class Linear extends Module {
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
     this.gelu = !!opts.gelu;
-    this.addParameter('weight', emptyParameter([inFeatures, outFeatures], opts));
+    this.addParameter('weight', emptyParameter([inFeatures, outFeatures], opts, `Linear(${inFeatures}, ${outFeatures}).weight`));
     this.addParameter('bias', opts.bias === false ? null : emptyParameter([outFeatures], opts));
   }
   get weight(): Tensor { return this.param('weight')!; }
@@ -170,7 +170,7 @@ export class Linear extends Module {
 export class Embedding extends Module {
   constructor(readonly num: number, readonly dim: number, opts: ParameterOptions = {}) {
     super();
-    this.addParameter('weight', emptyParameter([num, dim], opts));
+    this.addParameter('weight', emptyParameter([num, dim], opts, `Embedding(${num}, ${dim}).weight`));
   }
   get weight(): Tensor { return this.param('weight')!; }
 

@@ -128,12 +128,20 @@ export class Tensor {
   }
 
   /** A new tensor with fresh storage on `backend`. */
-  static empty(shape: readonly number[], dtype: DType, backend: Backend = getBackend()): Tensor {
+  static empty(shape: readonly number[], dtype: DType, backend: Backend = getBackend(), what?: string): Tensor {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new TensorError(`invalid shape ${fmtShape(shape)}: sizes must be non-negative integers`);
     }
     if (!backend.supports(dtype)) throw new DTypeError(`backend '${backend.name}' cannot store ${dtype}`);
-    return new Tensor(new Storage(backend, backend.alloc(dtype, sizeOf(shape))), 0, [...shape], dtype);
+    let buf: Buf;
+    try {
+      buf = backend.alloc(dtype, sizeOf(shape));
+    } catch (e) {
+      // The backend knows sizes and limits; say which tensor it was refusing.
+      if (e instanceof Error) e.message = `${what ? `${what}, ` : ''}a ${fmtShape(shape)} ${dtype} tensor: ${e.message}`;
+      throw e;
+    }
+    return new Tensor(new Storage(backend, buf), 0, [...shape], dtype);
   }
 
   get backend(): Backend {
