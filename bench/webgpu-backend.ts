@@ -36,13 +36,20 @@ async function trainSteps(profile: boolean): Promise<void> {
   mp.setBackend(gpu);
   const V = 256, T = 128, L = 4, H = 4, D = 128, B = 16;
   const policy = mp.parsePolicy(precision);
-  const model = new mp.GPT({ vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: D, dropout: 0, bias: true }, { backend: gpu });
+  // The peer-comparison workload: its initialisation, and weight decay on matrices only (two parameter groups).
+  const model = new mp.GPT({ vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: D, dropout: 0, bias: true }, { backend: gpu, init: 'gpt-mini' });
   if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
-  const opt = new mp.AdamW(model.parameters(), { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
+  const named = model.namedParameters();
+  const opt = new mp.AdamW([
+    { params: named.filter(([, p]) => p.ndim >= 2).map(([, p]) => p), weightDecay: 0.1 },
+    { params: named.filter(([, p]) => p.ndim < 2).map(([, p]) => p), weightDecay: 0 },
+  ], { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8 });
   const scaler = new mp.GradScaler({ enabled: policy.lossScaling !== 'none' });
   const x = new Int32Array(B * T), y = new Int32Array(B * T);
   for (let i = 0; i < x.length; i++) { x[i] = (i * 37 + 11) % V; y[i] = (i * 37 + 48) % V; }
+  let recordMs = 0;
   const step = async () => {
+    const r0 = performance.now();
     const loss = mp.tidy(() => {
       const ids = mp.tensor(x, { shape: [B, T], dtype: 'int32' });
       const targets = mp.tensor(y, { shape: [B, T], dtype: 'int32' });
@@ -53,6 +60,7 @@ async function trainSteps(profile: boolean): Promise<void> {
       opt.zeroGrad();
       return l;
     });
+    recordMs += performance.now() - r0;
     const v = await loss.item();
     loss.dispose();
     return v;
@@ -65,20 +73,33 @@ async function trainSteps(profile: boolean): Promise<void> {
   const before = { ...gpu.rt.stats };
   const mem0 = gpu.memory();
   t = performance.now();
+  const cpu0 = process.cpuUsage();
+  recordMs = 0;
   let loss = 0;
   for (let i = 0; i < steps; i++) loss = await step();
   const ms = (performance.now() - t) / steps;
+  // CPU time of the whole process (host and, on a CPU adapter, the device's threads): unlike the
+  // wall clock, it hardly changes when other processes share the cores.
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = (cpu.user + cpu.system) / 1000 / steps;
   const mem1 = gpu.memory();
   const d = gpu.rt.stats.dispatches - before.dispatches, s = gpu.rt.stats.submits - before.submits;
-  console.log(`${profile ? '[profiled] ' : ''}gpt-mini ${precision}: ${ms.toFixed(0)} ms/step, ${((B * T) / ms * 1000).toFixed(0)} tokens/s, ` +
-    `${(d / steps).toFixed(0)} dispatches and ${(s / steps).toFixed(0)} submits per step, loss ${loss.toFixed(4)}, ` +
+  console.log(`${profile ? '[profiled] ' : ''}gpt-mini ${precision}: ${ms.toFixed(0)} ms/step (cpu ${cpuMs.toFixed(0)} ms, host recording ${(recordMs / steps).toFixed(0)} ms), ${((B * T) / ms * 1000).toFixed(0)} tokens/s, ` +
+    `${(d / steps).toFixed(0)} dispatches, ${(s / steps).toFixed(0)} submits and ${((gpu.rt.stats.bindGroups - before.bindGroups) / steps).toFixed(0)} new bind groups per step, loss ${loss.toFixed(4)}, ` +
     `memory ${mem0.bytes} -> ${mem1.bytes} bytes (${mem1.buffers} buffers)`);
   if (profile) {
     const prof = [...(await gpu.profile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
     const total = prof.reduce((a, [, p]) => a + p.ms, 0);
     const runs = steps + 2;
     console.log(`device time per step: ${(total / runs).toFixed(1)} ms`);
-    for (const [k, p] of prof.slice(0, 25)) {
+    // Totals by kind of kernel (the part of the label before the first ':' or ' ').
+    const kinds = new Map<string, number>();
+    for (const [k, p] of prof) {
+      const kind = k.startsWith('ew:') ? `ew:${k.split(':')[1]}` : k.split(/[: ]/)[0]!.replace(/(Quad|SG|Rows|Final|Backward.*)$/, '');
+      kinds.set(kind, (kinds.get(kind) ?? 0) + p.ms / runs);
+    }
+    console.log(`by kind: ${[...kinds.entries()].sort((a, b) => b[1] - a[1]).map(([k, ms]) => `${k} ${ms.toFixed(1)}`).join(', ')}`);
+    for (const [k, p] of prof.slice(0, +(args.top ?? 40))) {
       console.log(`  ${k.padEnd(44)} ${(p.ms / runs).toFixed(2).padStart(8)} ms/step  ${(p.count / runs).toFixed(0).padStart(4)} calls/step  ${(p.ms / p.count * 1000).toFixed(0).padStart(7)} us/call`);
     }
   }

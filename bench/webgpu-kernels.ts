@@ -2,6 +2,8 @@
 // width 128, 4 heads, vocab 256), best of several runs (timestamp queries).
 //
 //   XDG_RUNTIME_DIR=/tmp node --import tsx bench/webgpu-kernels.ts [--only=attention] [--runs=5]
+//
+// Each line: device time (best run) and CPU time of the process per call (mean).
 
 import { createWebGPUBackend } from '../src/backend/webgpu/backend.js';
 import type { HeadLayout, View } from '../src/backend/backend.js';
@@ -58,6 +60,9 @@ for (const [name, f] of Object.entries(cases)) {
   await g.sync();
   const before = new Map([...(await g.profile()).entries()].map(([k, v]) => [k, { ...v }]));
   const best = new Map<string, number>();
+  // CPU time of the process per call: on a CPU adapter (lavapipe) it is the kernels' work, and unlike
+  // the device timestamps it does not grow when other processes take the cores.
+  const cpu0 = process.cpuUsage();
   for (let r = 0; r < runs; r++) {
     const snap = new Map([...(await g.profile()).entries()].map(([k, v]) => [k, v.ms]));
     f();
@@ -68,7 +73,9 @@ for (const [name, f] of Object.entries(cases)) {
     }
   }
   void before;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = (cpu.user + cpu.system) / 1000 / runs;
   const total = [...best.values()].reduce((a, b) => a + b, 0);
-  console.log(`${name.padEnd(28)} ${total.toFixed(2).padStart(8)} ms   (${[...best.entries()].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')})`);
+  console.log(`${name.padEnd(28)} ${total.toFixed(2).padStart(8)} ms  cpu ${cpuMs.toFixed(2).padStart(7)} ms   (${[...best.entries()].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')})`);
 }
 g.destroy();

@@ -89,7 +89,8 @@ export function backward(root: Tensor, grad?: Tensor): void {
       const grads = node.edges.map((edge, i) => {
         const g = inputGrads[i];
         if (!edge || !g) return null;
-        if (handedOn.has(g)) return keep(g.clone());
+        // A consumer of another dtype gets its own tensor from the cast that conform would make: no copy first.
+        if (handedOn.has(g)) return keep(g.dtype === edge.dtype ? g.clone() : to(g, edge.dtype));
         handedOn.add(g);
         return keep(g);
       });

@@ -117,6 +117,7 @@ export class WebGPUBackend implements Backend {
   /** Gives the pool's free blocks back to the device. */
   trim(): void {
     this.rt.trim();
+    this.matmulKernels?.clearBindGroups();
   }
 
   write(dst: View, data: ArrayLike<number>): void {
@@ -294,7 +295,11 @@ export class WebGPUBackend implements Backend {
     };
     const views = [a, b, out, spec.bias, spec.preGelu].filter((v): v is View => !!v);
     for (const v of views) if ((v.buf as GpuBuf).freed) throw new BackendError('webgpu: matmul used a freed buffer');
-    this.rt.encodeExternal('matmul', views.map((v) => (v.buf as GpuBuf).block), (pass) => kernels.encode(pass, call));
+    // Profiles name the shape, so the costs of the forward and the two backward products show apart.
+    const label = this.rt.opts.profile
+      ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
+      : 'matmul';
+    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => kernels.encode(pass, call));
   }
 
   // ---- fused transformer kernels ----

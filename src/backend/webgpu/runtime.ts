@@ -300,6 +300,7 @@ export class Runtime {
     if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', what);
     const cls = Math.min(sizeClass(need), Math.floor(Math.min(this.maxBindingBytes, this.maxBufferBytes) / 16) * 16) || 16;
     const bytes = Math.max(cls, Math.ceil(need / 4) * 4, 16);
+    // Free lists are kept in descending id order, so this takes the free block with the smallest id.
     const list = this.free.get(bytes);
     let block = list?.pop();
     if (block) {
@@ -324,8 +325,21 @@ export class Runtime {
     this.liveBlocks--;
     this.pooledBlocks++;
     const list = this.free.get(buf.block.bytes);
-    if (list) list.push(buf.block);
-    else this.free.set(buf.block.bytes, [buf.block]);
+    if (!list) {
+      this.free.set(buf.block.bytes, [buf.block]);
+      return;
+    }
+    // Blocks are handed out smallest id first, so a training step that allocates and frees in the
+    // same order every time gets the same blocks every time, and its bind groups from the cache.
+    // (Last-freed-first would permute them from one step to the next.)
+    const id = buf.block.id;
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]!.id > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf.block);
   }
 
   /** Destroys the pool's free blocks (the memory a `free` keeps for reuse). */
@@ -420,13 +434,16 @@ export class Runtime {
     });
     this.arenaUsed += slot;
 
-    let bgKey = pipe.layoutKey + ':';
+    // The parameters' slot is part of the bind group (a static offset): on lavapipe a dynamic
+    // offset costs about as much again as the rest of a small dispatch. A training step repeats
+    // its sequence of dispatches, so its bind groups come from the cache from the second step on.
+    let bgKey = pipe.layoutKey + ':' + offset + ':';
     for (const p of phys) bgKey += p.block.id + ',';
     let bg = this.bindGroups.get(bgKey);
     if (!bg) {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
       const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu } }));
-      entries.push({ binding: phys.length, resource: { buffer: this.uniform, offset: 0, size: UNIFORM_BINDING_BYTES } });
+      entries.push({ binding: phys.length, resource: { buffer: this.uniform, offset, size: UNIFORM_BINDING_BYTES } });
       bg = this.device.createBindGroup({ layout: pipe.layout, entries });
       this.bindGroups.set(bgKey, bg);
       this.stats.bindGroups++;
@@ -437,7 +454,7 @@ export class Runtime {
       pass.setPipeline(pipe.pipeline);
       this.lastPipeline = pipe.pipeline;
     }
-    pass.setBindGroup(0, bg, [offset]);
+    pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(x, y, z);
     this.finishDispatch(phys.map((p) => p.block));
   }
@@ -518,7 +535,7 @@ export class Runtime {
         binding: i, visibility: STAGE_COMPUTE,
         buffer: { type: p.access === 'read' ? 'read-only-storage' : 'storage' },
       }));
-      entries.push({ binding: phys.length, visibility: STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: 0 } });
+      entries.push({ binding: phys.length, visibility: STAGE_COMPUTE, buffer: { type: 'uniform', minBindingSize: 0 } });
       layout = this.device.createBindGroupLayout({ entries });
       this.layouts.set(layoutKey, layout);
     }

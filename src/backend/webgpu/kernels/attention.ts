@@ -167,11 +167,17 @@ var<workgroup> vs: array<f32, ${bk * d}>;
 
 // ---- subgroup kernels --------------------------------------------------------
 
-/** Lanes per subgroup and registers per lane for rows of d elements. */
+/** The shape of the subgroup kernels: a workgroup is one subgroup of `s` lanes. */
 interface SubgroupShape {
   s: number;
   d: number;
-  wg: number;
+  /**
+   * Rows (queries, or keys) each lane owns. A row that streams past is loaded
+   * and broadcast once for all of them: on lavapipe the loads and broadcasts,
+   * not the arithmetic, are most of the cost, so four rows per lane run about
+   * twice as fast as one.
+   */
+  rows: number;
   /** Rows shared through the subgroup are loaded four elements per lane (aligned layouts). */
   quads: boolean;
 }
@@ -182,7 +188,8 @@ const SUBGROUP_MAX_D = 64;
 function subgroupShape(rt: Runtime, d: number, aligned: boolean): SubgroupShape | null {
   const s = rt.opts.subgroupSize;
   if (!rt.opts.subgroups || s < 1 || s > 128 || d > SUBGROUP_MAX_D || rt.opts.attention === 'tiled') return null;
-  return { s, d, wg: Math.max(64, s), quads: aligned && d % 4 === 0 };
+  // Two rows per lane up to d = 32; at d = 64 that doubles LLVM's compile time (half a minute) for little gain.
+  return { s, d, rows: d <= 32 ? 2 : 1, quads: aligned && d % 4 === 0 };
 }
 
 /** Every row of these (view, layout) pairs starts on a multiple of 4 elements. */
@@ -193,6 +200,9 @@ function quadAligned(...ls: [View, HeadLayout][]): boolean {
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
+
+/** Rows are held as vec4s (elements past d are zero): four elements per operation in the generated code. */
+const quadsOf = (d: number) => Math.ceil(d / 4);
 
 /**
  * Lane `sl` loads elements r*S + sl of a row (clamped inside the row; the
@@ -205,51 +215,73 @@ function coopLoad(g: SubgroupShape, name: string, reg: string, base: string): st
   return range(Math.ceil(g.d / g.s)).map((r) => `let ${reg}${r} = load_${name}(${base} + min(${r * g.s}u + sl, ${g.d - 1}u));`).join('\n    ');
 }
 
-/** Element c of a cooperatively loaded row, in every lane. */
-function bc(g: SubgroupShape, reg: string, c: number): string {
-  if (g.quads) {
-    const qd = Math.floor(c / 4);
-    return `subgroupBroadcast(${reg}${Math.floor(qd / g.s)}, ${qd % g.s}u).${'xyzw'[c % 4]}`;
-  }
-  return `subgroupBroadcast(${reg}${Math.floor(c / g.s)}, ${c % g.s}u)`;
+/** Elements 4q .. 4q + 3 of a cooperatively loaded row, in every lane. */
+function sharedQuad(g: SubgroupShape, reg: string, q: number): string {
+  if (g.quads) return `subgroupBroadcast(${reg}${Math.floor(q / g.s)}, ${q % g.s}u)`;
+  const el = (c: number) => (c < g.d ? `subgroupBroadcast(${reg}${Math.floor(c / g.s)}, ${c % g.s}u)` : '0.0');
+  return `vec4<f32>(${range(4).map((k) => el(4 * q + k)).join(', ')})`;
 }
 
-/** sum_c a_c * row[c] with four partial sums (no single long dependency chain). */
-function dotWith(g: SubgroupShape, a: string, reg: string): string {
-  const parts = [0, 1, 2, 3].map((k) => range(g.d).filter((c) => c % 4 === k).map((c) => `${a}${c} * ${bc(g, reg, c)}`));
-  return parts.filter((p) => p.length).map((p) => `(${p.join(' + ')})`).join(' + ');
+/** `let <prefix><q> = ...` for each quad of a shared row. */
+function shareRow(g: SubgroupShape, reg: string, prefix: string): string {
+  return range(quadsOf(g.d)).map((q) => `let ${prefix}${q} = ${sharedQuad(g, reg, q)};`).join('\n    ');
 }
 
-function regs(prefix: string, d: number, init: (c: number) => string, mutable = true): string {
-  return range(d).map((c) => `${mutable ? 'var' : 'let'} ${prefix}${c} = ${init(c)};`).join('\n  ');
+/** A lane's own row as quads `<prefix><q>`, loaded from element `base` (times `mul`). */
+function ownRow(g: SubgroupShape, name: string, prefix: string, base: string, mul = ''): string {
+  return range(quadsOf(g.d)).map((q) => {
+    const v = g.quads
+      ? `load4_${name}((${base} >> 2u) + ${q}u)`
+      : `vec4<f32>(${range(4).map((k) => (4 * q + k < g.d ? `load_${name}(${base} + ${4 * q + k}u)` : '0.0')).join(', ')})`;
+    return `let ${prefix}${q} = ${v}${mul};`;
+  }).join('\n  ');
 }
 
-/** Stores registers prefix0 .. prefix(d-1) (times `mul`) as a row of `name` at element `base`. */
-function storeRegs(name: string, prefix: string, base: string, d: number, mul = ''): string {
+function zeroRow(g: SubgroupShape, prefix: string): string {
+  return range(quadsOf(g.d)).map((q) => `var ${prefix}${q} = vec4<f32>(0.0);`).join('\n  ');
+}
+
+/**
+ * sum_c a_c * b_c over two rows of quads: four partial sums (one per
+ * component, c in increasing order), added at the end.
+ */
+function dot(d: number, a: string, b: string): string {
+  const s = range(quadsOf(d)).map((q) => `${a}${q} * ${b}${q}`).join(' + ');
+  return `hsum(${s})`;
+}
+
+/** Stores quads prefix0 .. (times `mul`) as a row of d elements of `name` at element `base`. */
+function storeQuads(name: string, prefix: string, base: string, d: number, mul = ''): string {
+  const el = (c: number) => `${prefix}${c >> 2}.${'xyzw'[c & 3]}${mul}`;
   const out: string[] = [];
   for (let c = 0; c < d; c += 2) {
-    out.push(c + 1 < d
-      ? `put2_${name}(${base} + ${c}u, ${prefix}${c}${mul}, ${prefix}${c + 1}${mul}, 3u);`
-      : `put2_${name}(${base} + ${c}u, ${prefix}${c}${mul}, 0.0, 1u);`);
+    out.push(c + 1 < d ? `put2_${name}(${base} + ${c}u, ${el(c)}, ${el(c + 1)}, 3u);` : `put2_${name}(${base} + ${c}u, ${el(c)}, 0.0, 1u);`);
   }
   return out.join('\n    ');
 }
 
-const SG_HEAD = (g: SubgroupShape) => `@compute @workgroup_size(${g.wg}) fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
-  let lid = lid3.x;
+/** Row r of a lane: rows r*S + sl of the workgroup's block (per-row names get the suffix r). */
+const perRow = (g: SubgroupShape, f: (r: number) => string, sep = '\n  ') => range(g.rows).map(f).join(sep);
+
+const SG_HEAD = (g: SubgroupShape) => `fn hsum(v: vec4<f32>) -> f32 { return v.x + v.y + v.z + v.w; }
+@compute @workgroup_size(${g.s}) fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
   let w = wid.x + wid.y * nwg.x;
   let bh = w / P.blocks;
   if (bh >= P.bh) { return; }
   let b = bh / P.heads;
-  let h = bh % P.heads;`;
+  let h = bh % P.heads;
+  // This workgroup's block of rows.
+  let r0 = (w % P.blocks) * ${g.rows * g.s}u;`;
 
-const KEYS_PER_STEP = 2;
+/** Keys (forward, dQ) or queries (dK, dV) per step: the accumulators are read and written once per two rows. */
+const STEP = 2;
 
-/** Forward: one lane per query; keys and values stream through the subgroup a row at a time (online softmax). */
+/** Forward: each lane owns `rows` queries; keys and values stream through the subgroup (online softmax). */
 function forwardSubgroupSource(g: SubgroupShape): KernelSource {
-  const { d, wg } = g;
+  const { d, s } = g;
+  const Q = quadsOf(d);
   return {
-    key: `attentionSG:${d}:${g.s}:${g.quads}`,
+    key: `attentionSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'), ['lse_o', 'u32']],
     body: () => `${rowFn('q')}
@@ -258,38 +290,36 @@ ${rowFn('v')}
 ${rowFn('o')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
-  let i0 = (w % P.blocks) * ${wg}u;
-  let i = i0 + lid;
-  let ic = min(i, P.tq - 1u);
-  let last = last_key(ic);
-  let kend = u32(clamp(last_key(min(i0 + ${wg - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
-  let qb = row_q(b, h, ic);
-  ${regs('q', d, (c) => `load_q(qb + ${c}u) * P.scale`, false)}
-  ${regs('a', d, () => '0.0')}
-  var mx = -inf_f32();
-  var l = 0.0;
-  // KEYS_PER_STEP keys per step: one rescale of the accumulators per step, and the loop's own cost shared.
-  for (var j = 0u; j < kend; j = j + ${KEYS_PER_STEP}u) {
-    ${range(KEYS_PER_STEP).map((u) => `let kb${u} = row_k(b, h, min(j + ${u}u, P.tk - 1u));
-    let vb${u} = row_v(b, h, min(j + ${u}u, P.tk - 1u));
-    ${coopLoad(g, 'k', `k${u}_`, `kb${u}`)}
-    ${coopLoad(g, 'v', `v${u}_`, `vb${u}`)}
-    let ok${u} = i32(j + ${u}u) <= last;
-    let s${u} = select(-inf_f32(), ${dotWith(g, 'q', `k${u}_`)}, ok${u});`).join('\n    ')}
-    let mnew = max(mx, ${range(KEYS_PER_STEP).map((u) => `s${u}`).reduce((a, b) => `max(${a}, ${b})`)});
-    let corr = select(exp(mx - mnew), 1.0, mnew == -inf_f32());
-    ${range(KEYS_PER_STEP).map((u) => `let p${u} = select(0.0, exp(s${u} - mnew), ok${u});`).join('\n    ')}
-    l = l * corr + ${range(KEYS_PER_STEP).map((u) => `p${u}`).join(' + ')};
-    ${range(d).map((c) => `a${c} = a${c} * corr + ${range(KEYS_PER_STEP).map((u) => `p${u} * ${bc(g, `v${u}_`, c)}`).join(' + ')};`).join('\n    ')}
-    mx = mnew;
+  let kend = u32(clamp(last_key(min(r0 + ${g.rows * s - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
+  ${perRow(g, (r) => `let i${r} = r0 + ${r * s}u + sl;
+  let last${r} = last_key(min(i${r}, P.tq - 1u));
+  ${ownRow(g, 'q', `q${r}_`, `row_q(b, h, min(i${r}, P.tq - 1u))`, ' * P.scale')}
+  ${zeroRow(g, `a${r}_`)}
+  var mx${r} = -inf_f32();
+  var l${r} = 0.0;`)}
+  for (var j = 0u; j < kend; j = j + ${STEP}u) {
+    ${range(STEP).map((u) => `${coopLoad(g, 'k', `k${u}_`, `row_k(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${coopLoad(g, 'v', `v${u}_`, `row_v(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${shareRow(g, `k${u}_`, `kq${u}_`)}
+    ${shareRow(g, `v${u}_`, `vq${u}_`)}`).join('\n    ')}
+    ${perRow(g, (r) => `{
+      ${range(STEP).map((u) => `let ok${u} = i32(j + ${u}u) <= last${r};
+      let s${u} = select(-inf_f32(), ${dot(d, `q${r}_`, `kq${u}_`)}, ok${u});`).join('\n      ')}
+      let mnew = max(mx${r}, ${range(STEP).map((u) => `s${u}`).reduce((x, y) => `max(${x}, ${y})`)});
+      let corr = select(exp(mx${r} - mnew), 1.0, mnew == -inf_f32());
+      ${range(STEP).map((u) => `let p${u} = select(0.0, exp(s${u} - mnew), ok${u});`).join('\n      ')}
+      l${r} = l${r} * corr + ${range(STEP).map((u) => `p${u}`).join(' + ')};
+      ${range(Q).map((q) => `a${r}_${q} = a${r}_${q} * corr + ${range(STEP).map((u) => `p${u} * vq${u}_${q}`).join(' + ')};`).join('\n      ')}
+      mx${r} = mnew;
+    }`, '\n    ')}
   }
-  if (i < P.tq) {
+  ${perRow(g, (r) => `if (i${r} < P.tq) {
     // A query that sees no key gets zeros (and lse = -inf), as in the CPU backend.
-    let inv = select(1.0 / l, 0.0, l == 0.0);
-    let ob = row_o(b, h, i);
-    ${storeRegs('o', 'a', 'ob', d, ' * inv')}
-    put_lse(P.lse_o + bh * P.tq + i, mx + log(l));
-  }
+    let inv = select(1.0 / l${r}, 0.0, l${r} == 0.0);
+    let ob = row_o(b, h, i${r});
+    ${storeQuads('o', `a${r}_`, 'ob', d, ' * inv')}
+    put_lse(P.lse_o + bh * P.tq + i${r}, mx${r} + log(l${r}));
+  }`)}
 }`,
   };
 }
@@ -315,11 +345,12 @@ ${rowFn('go')}
   };
 }
 
-/** dK and dV: one lane per key; query rows stream through the subgroup. */
+/** dK and dV: each lane owns `rows` keys; query rows stream through the subgroup. */
 function backwardKVSubgroupSource(g: SubgroupShape): KernelSource {
-  const { d, wg } = g;
+  const { d, s } = g;
+  const Q = quadsOf(d);
   return {
-    key: `attentionBackwardKVSG:${d}:${g.s}:${g.quads}`,
+    key: `attentionBackwardKVSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
       ...layoutParams('go'), ...layoutParams('gk'), ...layoutParams('gv'), ['lse_o', 'u32']],
@@ -330,55 +361,54 @@ ${rowFn('go')}
 ${rowFn('gk')}
 ${rowFn('gv')}
 ${SG_HEAD(g)}
-  let j0 = (w % P.blocks) * ${wg}u;
-  let j = j0 + lid;
-  let jc = min(j, P.tk - 1u);
-  let kb = row_k(b, h, jc);
-  let vb = row_v(b, h, jc);
-  ${regs('k', d, (c) => `load_k(kb + ${c}u)`, false)}
-  ${regs('v', d, (c) => `load_v(vb + ${c}u)`, false)}
-  ${regs('dk', d, () => '0.0')}
-  ${regs('dv', d, () => '0.0')}
-  // The first query that sees key j0 (query i sees key j when j <= i + shift).
+  ${perRow(g, (r) => `let j${r} = r0 + ${r * s}u + sl;
+  ${ownRow(g, 'k', `k${r}_`, `row_k(b, h, min(j${r}, P.tk - 1u))`)}
+  ${ownRow(g, 'v', `v${r}_`, `row_v(b, h, min(j${r}, P.tk - 1u))`)}
+  ${zeroRow(g, `dk${r}_`)}
+  ${zeroRow(g, `dv${r}_`)}`)}
+  // The first query that sees key r0 (query i sees key j when j <= i + shift).
   var istart = 0u;
-  if (P.causal != 0u) { istart = u32(max(i32(j0) - P.shift, 0)); }
+  if (P.causal != 0u) { istart = u32(max(i32(r0) - P.shift, 0)); }
   // Queries in blocks of S: lane t loads the log-sum-exp and D of query ib + t once; shuffles hand them out.
-  for (var ib = istart; ib < P.tq; ib = ib + ${g.s}u) {
+  for (var ib = istart; ib < P.tq; ib = ib + ${s}u) {
     let lrow = bh * P.tq + min(ib + sl, P.tq - 1u);
     let lb = load_lse(P.lse_o + lrow);
     let db = load_dd(lrow);
-    let tn = min(${g.s}u, P.tq - ib);
-    // Two queries per step: the accumulators are read and written once per two queries.
-    for (var t = 0u; t < tn; t = t + 2u) {
-      ${range(2).map((u) => `let i${u} = min(ib + t + ${u}u, P.tq - 1u);
-      let qb${u} = row_q(b, h, i${u});
-      let gb${u} = row_go(b, h, i${u});
-      ${coopLoad(g, 'q', `q${u}_`, `qb${u}`)}
-      ${coopLoad(g, 'go', `g${u}_`, `gb${u}`)}
-      let li${u} = subgroupShuffle(lb, min(t + ${u}u, ${g.s - 1}u));
-      let di${u} = subgroupShuffle(db, min(t + ${u}u, ${g.s - 1}u));
-      let ok${u} = t + ${u}u < tn && (P.causal == 0u || i32(j) <= i32(i${u}) + P.shift);
-      let p${u} = select(0.0, exp((${dotWith(g, 'k', `q${u}_`)}) * P.scale - li${u}), ok${u});
-      let ds${u} = p${u} * ((${dotWith(g, 'v', `g${u}_`)}) - di${u}) * P.scale;`).join('\n      ')}
-      ${range(d).map((c) => `dv${c} = dv${c} + p0 * ${bc(g, 'g0_', c)} + p1 * ${bc(g, 'g1_', c)};`).join('\n      ')}
-      ${range(d).map((c) => `dk${c} = dk${c} + ds0 * ${bc(g, 'q0_', c)} + ds1 * ${bc(g, 'q1_', c)};`).join('\n      ')}
+    let tn = min(${s}u, P.tq - ib);
+    for (var t = 0u; t < tn; t = t + ${STEP}u) {
+      ${range(STEP).map((u) => `let i${u} = min(ib + t + ${u}u, P.tq - 1u);
+      ${coopLoad(g, 'q', `q${u}_`, `row_q(b, h, i${u})`)}
+      ${coopLoad(g, 'go', `g${u}_`, `row_go(b, h, i${u})`)}
+      ${shareRow(g, `q${u}_`, `qq${u}_`)}
+      ${shareRow(g, `g${u}_`, `gq${u}_`)}
+      let li${u} = subgroupShuffle(lb, min(t + ${u}u, ${s - 1}u));
+      let di${u} = subgroupShuffle(db, min(t + ${u}u, ${s - 1}u));
+      let live${u} = t + ${u}u < tn;`).join('\n      ')}
+      ${perRow(g, (r) => `{
+        ${range(STEP).map((u) => `let ok${u} = live${u} && (P.causal == 0u || i32(j${r}) <= i32(i${u}) + P.shift);
+        let p${u} = select(0.0, exp(${dot(d, `k${r}_`, `qq${u}_`)} * P.scale - li${u}), ok${u});
+        let ds${u} = p${u} * (${dot(d, `v${r}_`, `gq${u}_`)} - di${u}) * P.scale;`).join('\n        ')}
+        ${range(Q).map((q) => `dv${r}_${q} = dv${r}_${q} + ${range(STEP).map((u) => `p${u} * gq${u}_${q}`).join(' + ')};`).join('\n        ')}
+        ${range(Q).map((q) => `dk${r}_${q} = dk${r}_${q} + ${range(STEP).map((u) => `ds${u} * qq${u}_${q}`).join(' + ')};`).join('\n        ')}
+      }`, '\n      ')}
     }
   }
-  if (j < P.tk) {
-    let ko = row_gk(b, h, j);
-    ${storeRegs('gk', 'dk', 'ko', d)}
-    let vo = row_gv(b, h, j);
-    ${storeRegs('gv', 'dv', 'vo', d)}
-  }
+  ${perRow(g, (r) => `if (j${r} < P.tk) {
+    let ko = row_gk(b, h, j${r});
+    ${storeQuads('gk', `dk${r}_`, 'ko', d)}
+    let vo = row_gv(b, h, j${r});
+    ${storeQuads('gv', `dv${r}_`, 'vo', d)}
+  }`)}
 }`,
   };
 }
 
-/** dQ: one lane per query; key and value rows stream through the subgroup. */
+/** dQ: each lane owns `rows` queries; key and value rows stream through the subgroup. */
 function backwardQSubgroupSource(g: SubgroupShape): KernelSource {
-  const { d, wg } = g;
+  const { d, s } = g;
+  const Q = quadsOf(d);
   return {
-    key: `attentionBackwardQSG:${d}:${g.s}:${g.quads}`,
+    key: `attentionBackwardQSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
       ...layoutParams('go'), ...layoutParams('gq'), ['lse_o', 'u32']],
@@ -389,33 +419,31 @@ ${rowFn('go')}
 ${rowFn('gq')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
-  let i0 = (w % P.blocks) * ${wg}u;
-  let i = i0 + lid;
-  let ic = min(i, P.tq - 1u);
-  let last = last_key(ic);
-  let kend = u32(clamp(last_key(min(i0 + ${wg - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
-  let qb = row_q(b, h, ic);
-  let gb = row_go(b, h, ic);
-  ${regs('q', d, (c) => `load_q(qb + ${c}u)`, false)}
-  ${regs('g', d, (c) => `load_go(gb + ${c}u)`, false)}
-  ${regs('dq', d, () => '0.0')}
-  let li = load_lse(P.lse_o + bh * P.tq + ic);
-  let di = load_dd(bh * P.tq + ic);
-  // Two keys per step: the accumulators are read and written once per two keys.
-  for (var j = 0u; j < kend; j = j + 2u) {
-    ${range(2).map((u) => `let kb${u} = row_k(b, h, min(j + ${u}u, P.tk - 1u));
-    let vb${u} = row_v(b, h, min(j + ${u}u, P.tk - 1u));
-    ${coopLoad(g, 'k', `k${u}_`, `kb${u}`)}
-    ${coopLoad(g, 'v', `v${u}_`, `vb${u}`)}
-    let ok${u} = i32(j + ${u}u) <= last;
-    let p${u} = select(0.0, exp((${dotWith(g, 'q', `k${u}_`)}) * P.scale - li), ok${u});
-    let ds${u} = p${u} * ((${dotWith(g, 'g', `v${u}_`)}) - di) * P.scale;`).join('\n    ')}
-    ${range(d).map((c) => `dq${c} = dq${c} + ds0 * ${bc(g, 'k0_', c)} + ds1 * ${bc(g, 'k1_', c)};`).join('\n    ')}
+  let kend = u32(clamp(last_key(min(r0 + ${g.rows * s - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
+  ${perRow(g, (r) => `let i${r} = r0 + ${r * s}u + sl;
+  let ic${r} = min(i${r}, P.tq - 1u);
+  let last${r} = last_key(ic${r});
+  ${ownRow(g, 'q', `q${r}_`, `row_q(b, h, ic${r})`)}
+  ${ownRow(g, 'go', `g${r}_`, `row_go(b, h, ic${r})`)}
+  ${zeroRow(g, `dq${r}_`)}
+  let li${r} = load_lse(P.lse_o + bh * P.tq + ic${r});
+  let di${r} = load_dd(bh * P.tq + ic${r});`)}
+  for (var j = 0u; j < kend; j = j + ${STEP}u) {
+    ${range(STEP).map((u) => `${coopLoad(g, 'k', `k${u}_`, `row_k(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${coopLoad(g, 'v', `v${u}_`, `row_v(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${shareRow(g, `k${u}_`, `kq${u}_`)}
+    ${shareRow(g, `v${u}_`, `vq${u}_`)}`).join('\n    ')}
+    ${perRow(g, (r) => `{
+      ${range(STEP).map((u) => `let ok${u} = i32(j + ${u}u) <= last${r};
+      let p${u} = select(0.0, exp(${dot(d, `q${r}_`, `kq${u}_`)} * P.scale - li${r}), ok${u});
+      let ds${u} = p${u} * (${dot(d, `g${r}_`, `vq${u}_`)} - di${r}) * P.scale;`).join('\n      ')}
+      ${range(Q).map((q) => `dq${r}_${q} = dq${r}_${q} + ${range(STEP).map((u) => `ds${u} * kq${u}_${q}`).join(' + ')};`).join('\n      ')}
+    }`, '\n    ')}
   }
-  if (i < P.tq) {
-    let qo = row_gq(b, h, i);
-    ${storeRegs('gq', 'dq', 'qo', d)}
-  }
+  ${perRow(g, (r) => `if (i${r} < P.tq) {
+    let qo = row_gq(b, h, i${r});
+    ${storeQuads('gq', `dq${r}_`, 'qo', d)}
+  }`)}
 }`,
   };
 }
@@ -428,9 +456,9 @@ export function attention(
   if (batch * heads * tq === 0) return;
   // q shares its buffer with k and v in the fused layout, so it is declared like them.
   const sg = subgroupShape(rt, d, quadAligned([q, qL], [k, kL], [v, vL]));
-  const wg = sg ? sg.wg : pow2Clamp(tq, 16, 64);
+  const wg = pow2Clamp(tq, 16, 64);
   const bk = tileFor(d);
-  const blocks = Math.ceil(tq / wg);
+  const blocks = Math.ceil(tq / (sg ? sg.rows * sg.s : wg));
   const quads = !!sg?.quads;
   const args: Arg[] = [
     { name: 'q', buf: q.buf, access: 'read', vec4: quads },
@@ -670,7 +698,7 @@ function attentionBackwardSubgroup(
   ];
   const inputs = [...layoutValues(q, qL), ...layoutValues(k, kL), ...layoutValues(v, vL), ...layoutValues(go, goL)];
   if (tk > 0) {
-    const blocks = Math.ceil(tk / sg.wg);
+    const blocks = Math.ceil(tk / (sg.rows * sg.s));
     rt.dispatch(backwardKVSubgroupSource(sg), [
       ...common,
       { name: 'gk', buf: gk.buf, access: 'read_write', mode: headMode(gk, gkL, d) },
@@ -679,7 +707,7 @@ function attentionBackwardSubgroup(
     rt.grid(batch * heads * blocks));
   }
   if (tq > 0) {
-    const blocks = Math.ceil(tq / sg.wg);
+    const blocks = Math.ceil(tq / (sg.rows * sg.s));
     rt.dispatch(backwardQSubgroupSource(sg), [
       ...common,
       { name: 'gq', buf: gq.buf, access: 'read_write', mode: headMode(gq, gqL, d) },

@@ -486,6 +486,7 @@ export function matmulVariant(call: MatmulCall, r: ResolvedMatmul, kernel: Matmu
 }
 
 const MAX_PARAM_BUFFERS = 1024;
+const MAX_BIND_GROUPS = 4096;
 
 function overlaps(x: GPUBufferBinding, y: GPUBufferBinding): boolean {
   const [xs, ys] = [x.offset ?? 0, y.offset ?? 0];
@@ -526,8 +527,12 @@ export class MatmulKernels {
   readonly lanes: number;
   readonly cols: number;
   readonly nativeF16: boolean;
-  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; id: number }>();
   private readonly params = new Map<string, GPUBuffer>();
+  /** Bind groups by pipeline, parameters and bound ranges: a training step repeats its products. */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
 
   constructor(readonly device: GPUDevice, info: MatmulDeviceInfo, options: MatmulKernelsOptions = {}) {
     const adapterInfo = (device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
@@ -556,7 +561,7 @@ export class MatmulKernels {
   }
 
   /** The compiled pipeline of a variant (compiled on first use). */
-  pipelineFor(v: MatmulVariant): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
+  pipelineFor(v: MatmulVariant): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; id: number } {
     const key = JSON.stringify(v);
     let entry = this.pipelines.get(key);
     if (entry) return entry;
@@ -575,7 +580,7 @@ export class MatmulKernels {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main' },
     });
-    entry = { pipeline, layout };
+    entry = { pipeline, layout, id: this.pipelines.size + 1 };
     this.pipelines.set(key, entry);
     return entry;
   }
@@ -666,15 +671,38 @@ export class MatmulKernels {
     if (size.some((s) => s > max)) {
       throw new MatmulError(`matmul: ${size.join(' x ')} workgroups exceed this device's ${max} per dimension (m=${params.m}, n=${params.n}, batch=${params.batch}); split the call`);
     }
-    const { pipeline, layout } = this.pipelineFor(variant);
+    const { pipeline, layout, id } = this.pipelineFor(variant);
     entries.unshift({ binding: 0, resource: { buffer: this.paramBuffer(params) } });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, this.device.createBindGroup({ label: 'matmul', layout, entries }));
+    pass.setBindGroup(0, this.bindGroupFor(id, layout, entries));
     pass.dispatchWorkgroups(size[0], size[1], size[2]);
+  }
+
+  private bindGroupFor(pipelineId: number, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    let key = `${pipelineId}`;
+    for (const e of entries) {
+      const r = e.resource as GPUBufferBinding;
+      let id = this.bufferIds.get(r.buffer);
+      if (id === undefined) this.bufferIds.set(r.buffer, (id = this.nextBufferId++));
+      key += `|${e.binding}:${id}:${r.offset ?? 0}:${r.size ?? ''}`;
+    }
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      bg = this.device.createBindGroup({ label: 'matmul', layout, entries });
+      this.bindGroups.set(key, bg);
+    }
+    return bg;
+  }
+
+  /** Forgets cached bind groups (call when buffers they may use are destroyed). */
+  clearBindGroups(): void {
+    this.bindGroups.clear();
   }
 
   /** Destroys the cached uniform buffers; pipelines are released with the device. */
   destroy(): void {
+    this.bindGroups.clear();
     for (const b of this.params.values()) b.destroy();
     this.params.clear();
     this.pipelines.clear();
