@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# mixprec side by side with the peer frameworks (PyTorch, TensorFlow.js, jax-js)
+# on the peer harness's workloads, in one run.
+#
+#   bench/peers/run.sh PEERS_DIR [WORK_DIR]
+#
+# PEERS_DIR holds the harness (WORKLOAD.md, run-all.sh, lib/common.mjs); it is
+# only read. It is copied to WORK_DIR (default ${TMPDIR:-/tmp}/mixprec-peers,
+# kept between runs so that its node_modules and vendored OpenBLAS are set up
+# once), mixprec's runs are added to the copy of run-all.sh as `run NAME TIMEOUT
+# cmd` lines next to the peers' (1024^3 matmul, gpt-mini in every repeat,
+# gpt-small outside quick mode), and the whole script runs: the key
+# configurations run back to back, so that their ratios are fair on a shared
+# machine. The summary goes to bench/results/peers-<date>.{md,json}.
+#
+# Environment: MODE (default quick: 1 repeat, no gpt-small, ~12 min; MODE=full:
+# 3 repeats of the cheap configurations and gpt-small, ~40 min), REPS,
+# REPS_SLOW, SMALL_SLOW as in run-all.sh. Needs the npm registry (npm ci in the
+# copy) and apt-get download (Debian's OpenBLAS) on the first run.
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 PEERS_DIR [WORK_DIR]" >&2; exit 2; }
+PEERS=$(cd "$1" && pwd)
+MIXPREC=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${2:-${TMPDIR:-/tmp}/mixprec-peers}
+export MODE=${MODE:-quick}
+[ -f "$PEERS/run-all.sh" ] && [ -f "$PEERS/lib/common.mjs" ] || { echo "$PEERS: not the peer harness (no run-all.sh or lib/common.mjs)" >&2; exit 2; }
+
+# A writable copy of the harness, without its results; node_modules and vendor/ stay from earlier runs.
+mkdir -p "$WORK"
+for entry in "$PEERS"/* "$PEERS"/.gitignore; do
+  name=$(basename "$entry")
+  case $name in results|node_modules|vendor) continue ;; esac
+  rm -rf "${WORK:?}/$name"
+  cp -r "$entry" "$WORK/$name"
+done
+chmod -R u+w "$WORK"
+
+# mixprec's lines, inserted after an anchor line of run-all.sh each; a missing anchor stops here.
+MP='env -C "$MIXPREC" node --import tsx "$MIXPREC/bench/peers'
+insert_after() { # insert_after ANCHOR_REGEX TEXT: TEXT goes after the first line matching ANCHOR_REGEX
+  grep -qE "$1" "$WORK/run-all.sh" || { echo "run-all.sh has changed: no line matches '$1'; update bench/peers/run.sh" >&2; exit 1; }
+  ANCHOR=$1 TEXT=$2 awk '{ print } !done && $0 ~ ENVIRON["ANCHOR"] { print ENVIRON["TEXT"]; done = 1 }' "$WORK/run-all.sh" > "$WORK/run-all.sh.new"
+  mv "$WORK/run-all.sh.new" "$WORK/run-all.sh"
+}
+insert_after '^OPENBLAS_ENV=' "MIXPREC='$MIXPREC'   # mixprec's checkout: its runs start there (tsx, src/)"
+insert_after '^run mm-jaxjs-cpu-n256 ' "run mm-mixprec-webgpu 300 $MP/matmul-mixprec.ts\" --backend=webgpu
+run mm-mixprec-cpu 300 $MP/matmul-mixprec.ts\" --backend=cpu --reps=3"
+insert_after '^  run mini-tfjs-wasm-r\$r ' "  for p in fp32 fp16 bf16; do run mini-mixprec-webgpu-\$p-r\$r 600 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$M --backend=webgpu --precision=\$p; done
+  run mini-mixprec-cpu-fp32-r\$r 600 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$M --backend=cpu --precision=fp32"
+insert_after '^  run small-jaxjs-webgpu-fp16 ' "  for p in fp32 fp16 bf16; do run small-mixprec-webgpu-\$p 900 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$S --backend=webgpu --precision=\$p; done"
+chmod +x "$WORK/run-all.sh"
+
+echo "peer harness copy: $WORK (MODE=$MODE); mixprec: $MIXPREC"
+LOG=$(mktemp)
+(cd "$WORK" && ./run-all.sh) 2>&1 | tee "$LOG"
+RUN_DIR=$WORK/$(grep -m1 -o 'results/run-[0-9-]*' "$LOG")
+rm -f "$LOG"
+[ -f "$RUN_DIR/summary.md" ] || { echo "no summary in $RUN_DIR" >&2; exit 1; }
+
+mkdir -p "$MIXPREC/bench/results"
+OUT=$MIXPREC/bench/results/peers-$(date +%Y-%m-%d)
+(cd "$MIXPREC" && node --import tsx bench/peers/summarize.ts "$RUN_DIR" "$OUT" "$MODE")
+echo "wrote $OUT.md and $OUT.json (raw logs: $RUN_DIR)"
