@@ -4,7 +4,7 @@
 
 import type { OptimizerGroup, View } from '../backend/backend.js';
 import type { ScalableOptimizer } from '../amp/grad-scaler.js';
-import { Tensor, keep } from '../tensor/tensor.js';
+import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
 import { streamKey } from '../backend/random.js';
 
@@ -80,7 +80,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
       this.validate(options);
       const useMaster = opts.masterWeights ?? true;
-      const master = ps.map((p) => (useMaster && is16Bit(p) ? keep(p.to('float32').detach()) : null));
+      const master = ps.map((p) => (useMaster && is16Bit(p) ? keep(tidy(() => p.to('float32').detach())) : null));
       this.paramGroups.push({
         params: [...ps],
         options,

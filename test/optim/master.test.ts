@@ -66,3 +66,13 @@ test('bfloat16 stochastic rounding is seeded, reproducible, and unbiased on aver
   // Round up with probability 2^-10 / 2^-7 = 1/8: the mean stays near 1 + 2^-10 (a plain rounding gives exactly 1).
   assert.ok(Math.abs(mean - (1 + 2 ** -10)) < 2e-4, `mean ${mean}`);
 });
+
+test('an optimizer with master weights releases every tensor it made when disposed', () => {
+  const backend = new mp.CpuBackend();
+  const params = [mp.tensor([1, 2, 3], { dtype: 'float16', requiresGrad: true, backend }), mp.tensor([4], { dtype: 'bfloat16', requiresGrad: true, backend })];
+  const before = mp.memory(backend);
+  const opt = new mp.AdamW(params);
+  assert.ok(mp.memory(backend).tensors > before.tensors);
+  opt.dispose();
+  assert.deepEqual({ ...mp.memory(backend), peakBytes: 0 }, { ...before, peakBytes: 0 });
+});
