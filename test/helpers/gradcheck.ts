@@ -138,3 +138,12 @@ export function randLeaf(shape: readonly number[], seed: number, opts: { scale?:
   }
   return tensor(v, { dtype: 'float64', shape, requiresGrad: opts.grad ?? true });
 }
+
+/** Runs a gradient check (throwing on failure) and disposes the inputs afterwards. */
+export function checkAndDispose(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], name: string): void {
+  try {
+    gradcheck(fn, inputs, { name });
+  } finally {
+    for (const t of inputs) t.dispose();
+  }
+}

@@ -24,22 +24,8 @@ export interface StorageOptions {
   nativeF16: boolean;
 }
 
-/**
- * WGSL functions for exact 16-bit conversions; include once per shader.
- * Branch-free (every case computed, then selected): on SIMD implementations
- * (lavapipe) a branch whose lanes disagree runs both sides anyway.
- */
-export const WGSL_HALF = /* wgsl */ `
-fn f16_bits_to_f32(h: u32) -> f32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  let normal = bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
-  let special = bitcast<f32>(sign | 0x7f800000u | (m << 13u));
-  // Subnormal (or zero): m * 2^-24 is exact in f32.
-  let sub = f32(m) * 5.9604644775390625e-8;
-  return select(select(normal, special, e == 31u), select(sub, -sub, sign != 0u), e == 0u);
-}
+/** WGSL functions f32 -> float16 / bfloat16 bits (the low 16 bits of a u32), round to nearest even; branch-free. */
+export const WGSL_NARROW_16 = /* wgsl */ `
 fn f32_to_f16_bits(v: f32) -> u32 {
   let b = bitcast<u32>(v);
   let sign = (b >> 16u) & 0x8000u;
@@ -61,12 +47,30 @@ fn f32_to_f16_bits(v: f32) -> u32 {
   // Every NaN becomes the canonical quiet NaN.
   return select(sign | h, 0x7e00u, a > 0x7f800000u);
 }
-fn bf16_bits_to_f32(h: u32) -> f32 { return bitcast<f32>(h << 16u); }
 fn f32_to_bf16_bits(v: f32) -> u32 {
   let b = bitcast<u32>(v);
   return select((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u, 0x7fc0u, (b & 0x7fffffffu) > 0x7f800000u);
 }
 `;
+
+/**
+ * WGSL functions for exact 16-bit conversions; include once per shader.
+ * Branch-free (every case computed, then selected): on SIMD implementations
+ * (lavapipe) a branch whose lanes disagree runs both sides anyway.
+ */
+export const WGSL_HALF = /* wgsl */ `
+fn f16_bits_to_f32(h: u32) -> f32 {
+  let sign = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  let normal = bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+  let special = bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+  // Subnormal (or zero): m * 2^-24 is exact in f32.
+  let sub = f32(m) * 5.9604644775390625e-8;
+  return select(select(normal, special, e == 31u), select(sub, -sub, sign != 0u), e == 0u);
+}
+fn bf16_bits_to_f32(h: u32) -> f32 { return bitcast<f32>(h << 16u); }
+${WGSL_NARROW_16}`;
 
 export function is16Bit(dtype: DType): boolean {
   return dtype === 'float16' || dtype === 'bfloat16';

@@ -2,21 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { contiguous, view, type View } from '../../../src/backend/backend.js';
 import { CpuBackend } from '../../../src/backend/cpu/backend.js';
+import { buf, cpu, read } from '../../helpers/cpu-views.js';
 import { geluGrad, gelu } from '../../../src/backend/cpu/elementwise.js';
 import { collapse } from '../../../src/backend/cpu/strided.js';
 import { bitsToUniform, randomBits, streamKey } from '../../../src/backend/random.js';
 import { roundTo } from '../../../src/dtype/codec.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 
-const cpu = new CpuBackend();
-
-function buf(dtype: DType, data: ArrayLike<number>): View {
-  const v = view(cpu.alloc(dtype, data.length));
-  cpu.write(v, data);
-  return v;
-}
-
-const read = (v: View) => [...cpu.readSync(v)];
 
 describe('cpu reduce', () => {
   it('reduces the middle axis of [outer, r, inner]', () => {

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { view, type MatmulSpec, type View } from '../../../src/backend/backend.js';
-import { CpuBackend } from '../../../src/backend/cpu/backend.js';
+import { buf, cpu } from '../../helpers/cpu-views.js';
 import { gelu } from '../../../src/backend/cpu/elementwise.js';
 import { Generator } from '../../../src/backend/random.js';
 import { roundTo } from '../../../src/dtype/codec.js';
 import type { DType } from '../../../src/dtype/dtype.js';
-
-const cpu = new CpuBackend();
-
-function buf(dtype: DType, data: ArrayLike<number>): View {
-  const v = view(cpu.alloc(dtype, data.length));
-  cpu.write(v, data);
-  return v;
-}
 
 function values(n: number, seed: number, dtype: DType = 'float64'): number[] {
   return Array.from(new Generator(seed).normal(n), (x) => roundTo(x, dtype));

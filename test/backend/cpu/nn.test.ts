@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { view, type HeadLayout, type View } from '../../../src/backend/backend.js';
-import { CpuBackend } from '../../../src/backend/cpu/backend.js';
+import { buf, cpu, read } from '../../helpers/cpu-views.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 
-const cpu = new CpuBackend();
-
-function buf(dtype: DType, data: ArrayLike<number>): View {
-  const v = view(cpu.alloc(dtype, data.length));
-  cpu.write(v, data);
-  return v;
-}
-
-const read = (v: View) => [...cpu.readSync(v)];
 const I = Infinity;
 
 describe('cpu softmax', () => {

@@ -16,7 +16,7 @@ import {
 import {
   MatmulError, MatmulKernels, resolveMatmul, type MatmulCall, type MatmulDType, type MatmulKernelKind,
 } from '../../../src/backend/webgpu/kernels/matmul.js';
-import { WGSL_ROUNDING } from '../../../src/backend/webgpu/kernels/vector-io.js';
+import { WGSL_NARROW_16 } from '../../../src/backend/webgpu/storage.js';
 import { skip, webgpu } from './helpers.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x4, COPY_DST = 0x8, MAP_READ = 0x1;
@@ -348,9 +348,9 @@ describe('webgpu matmul', { skip }, () => {
     const module = device.createShaderModule({
       code: `@group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
-${WGSL_ROUNDING}
+${WGSL_NARROW_16}
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-  if (id.x < arrayLength(&x)) { let v = bitcast<f32>(x[id.x]); y[id.x] = round_f16_bits(v) | (round_bf16_bits(v) << 16u); }
+  if (id.x < arrayLength(&x)) { let v = bitcast<f32>(x[id.x]); y[id.x] = f32_to_f16_bits(v) | (f32_to_bf16_bits(v) << 16u); }
 }`,
     });
     const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });

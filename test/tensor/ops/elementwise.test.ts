@@ -6,75 +6,66 @@ import {
 } from '../../../src/index.js';
 import { roundTo, toFloat16Bits } from '../../../src/dtype/codec.js';
 import type { DType } from '../../../src/dtype/dtype.js';
-import { gradcheck, host, randLeaf } from '../../helpers/gradcheck.js';
-
-/** Runs a gradient check and disposes the inputs afterwards. */
-function check(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], name: string): void {
-  try {
-    gradcheck(fn, inputs, { name });
-  } finally {
-    for (const t of inputs) t.dispose();
-  }
-}
+import { checkAndDispose, host, randLeaf } from '../../helpers/gradcheck.js';
 
 const positive = (shape: number[], seed: number) => randLeaf(shape, seed, { scale: 0.3, shift: 1.5, awayFrom: [0] });
 
 describe('elementwise gradients (float64 finite differences)', () => {
   it('add, sub, mul, div on equal shapes', () => {
-    check((a, b) => add(a, b), [randLeaf([2, 3], 1), randLeaf([2, 3], 2)], 'add');
-    check((a, b) => sub(a, b), [randLeaf([2, 3], 3), randLeaf([2, 3], 4)], 'sub');
-    check((a, b) => mul(a, b), [randLeaf([2, 3], 5), randLeaf([2, 3], 6)], 'mul');
-    check((a, b) => div(a, b), [randLeaf([2, 3], 7), positive([2, 3], 8)], 'div');
+    checkAndDispose((a, b) => add(a, b), [randLeaf([2, 3], 1), randLeaf([2, 3], 2)], 'add');
+    checkAndDispose((a, b) => sub(a, b), [randLeaf([2, 3], 3), randLeaf([2, 3], 4)], 'sub');
+    checkAndDispose((a, b) => mul(a, b), [randLeaf([2, 3], 5), randLeaf([2, 3], 6)], 'mul');
+    checkAndDispose((a, b) => div(a, b), [randLeaf([2, 3], 7), positive([2, 3], 8)], 'div');
   });
 
   it('broadcasting: [2,3,4] + [4], [2,1,4] * [3,1], [4] - [2,3,4], [3,1] / [2,1,4]', () => {
-    check((a, b) => add(a, b), [randLeaf([2, 3, 4], 11), randLeaf([4], 12)], 'add [2,3,4] + [4]');
-    check((a, b) => mul(a, b), [randLeaf([2, 1, 4], 13), randLeaf([3, 1], 14)], 'mul [2,1,4] * [3,1]');
-    check((a, b) => sub(a, b), [randLeaf([4], 15), randLeaf([2, 3, 4], 16)], 'sub [4] - [2,3,4]');
-    check((a, b) => div(a, b), [randLeaf([3, 1], 17), positive([2, 1, 4], 18)], 'div [3,1] / [2,1,4]');
-    check((a, b) => mul(a, b), [randLeaf([], 19), randLeaf([2, 3], 20)], 'mul scalar tensor * [2,3]');
+    checkAndDispose((a, b) => add(a, b), [randLeaf([2, 3, 4], 11), randLeaf([4], 12)], 'add [2,3,4] + [4]');
+    checkAndDispose((a, b) => mul(a, b), [randLeaf([2, 1, 4], 13), randLeaf([3, 1], 14)], 'mul [2,1,4] * [3,1]');
+    checkAndDispose((a, b) => sub(a, b), [randLeaf([4], 15), randLeaf([2, 3, 4], 16)], 'sub [4] - [2,3,4]');
+    checkAndDispose((a, b) => div(a, b), [randLeaf([3, 1], 17), positive([2, 1, 4], 18)], 'div [3,1] / [2,1,4]');
+    checkAndDispose((a, b) => mul(a, b), [randLeaf([], 19), randLeaf([2, 3], 20)], 'mul scalar tensor * [2,3]');
   });
 
   it('only one operand requiring a gradient, and the same tensor used twice', () => {
     const c = randLeaf([2, 3], 21, { grad: false });
-    check((a) => mul(a, c), [randLeaf([2, 3], 22)], 'mul by a constant');
-    check((a) => div(c, a), [positive([2, 3], 23)], 'div of a constant');
+    checkAndDispose((a) => mul(a, c), [randLeaf([2, 3], 22)], 'mul by a constant');
+    checkAndDispose((a) => div(c, a), [positive([2, 3], 23)], 'div of a constant');
     c.dispose();
-    check((a) => add(mul(a, a), a), [randLeaf([3], 24)], 'a*a + a');
+    checkAndDispose((a) => add(mul(a, a), a), [randLeaf([3], 24)], 'a*a + a');
   });
 
   it('with number operands', () => {
-    check((a) => add(a, 2.5), [randLeaf([3], 31)], 'add number');
-    check((a) => sub(1, a), [randLeaf([3], 32)], 'number - tensor');
-    check((a) => mul(-3, a), [randLeaf([3], 33)], 'number * tensor');
-    check((a) => div(a, 4), [randLeaf([3], 34)], 'tensor / number');
-    check((a) => div(2, a), [positive([3], 35)], 'number / tensor');
-    check((a) => affine(a, 0.5, -1), [randLeaf([3], 36)], 'affine');
+    checkAndDispose((a) => add(a, 2.5), [randLeaf([3], 31)], 'add number');
+    checkAndDispose((a) => sub(1, a), [randLeaf([3], 32)], 'number - tensor');
+    checkAndDispose((a) => mul(-3, a), [randLeaf([3], 33)], 'number * tensor');
+    checkAndDispose((a) => div(a, 4), [randLeaf([3], 34)], 'tensor / number');
+    checkAndDispose((a) => div(2, a), [positive([3], 35)], 'number / tensor');
+    checkAndDispose((a) => affine(a, 0.5, -1), [randLeaf([3], 36)], 'affine');
   });
 
   it('unary: neg, exp, log, sqrt, rsqrt, reciprocal, tanh, sigmoid, square', () => {
-    check((a) => neg(a), [randLeaf([2, 3], 41)], 'neg');
-    check((a) => exp(a), [randLeaf([2, 3], 42)], 'exp');
-    check((a) => log(a), [positive([2, 3], 43)], 'log');
-    check((a) => sqrt(a), [positive([2, 3], 44)], 'sqrt');
-    check((a) => rsqrt(a), [positive([2, 3], 45)], 'rsqrt');
-    check((a) => reciprocal(a), [positive([2, 3], 46)], 'reciprocal');
-    check((a) => tanh(a), [randLeaf([2, 3], 47, { scale: 2 })], 'tanh');
-    check((a) => sigmoid(a), [randLeaf([2, 3], 48, { scale: 3 })], 'sigmoid');
-    check((a) => square(a), [randLeaf([2, 3], 49)], 'square');
+    checkAndDispose((a) => neg(a), [randLeaf([2, 3], 41)], 'neg');
+    checkAndDispose((a) => exp(a), [randLeaf([2, 3], 42)], 'exp');
+    checkAndDispose((a) => log(a), [positive([2, 3], 43)], 'log');
+    checkAndDispose((a) => sqrt(a), [positive([2, 3], 44)], 'sqrt');
+    checkAndDispose((a) => rsqrt(a), [positive([2, 3], 45)], 'rsqrt');
+    checkAndDispose((a) => reciprocal(a), [positive([2, 3], 46)], 'reciprocal');
+    checkAndDispose((a) => tanh(a), [randLeaf([2, 3], 47, { scale: 2 })], 'tanh');
+    checkAndDispose((a) => sigmoid(a), [randLeaf([2, 3], 48, { scale: 3 })], 'sigmoid');
+    checkAndDispose((a) => square(a), [randLeaf([2, 3], 49)], 'square');
   });
 
   it('pow by a scalar (integer, fractional and negative exponents)', () => {
-    check((a) => pow(a, 3), [randLeaf([4], 51)], 'pow 3');
-    check((a) => pow(a, 2), [randLeaf([4], 52)], 'pow 2');
-    check((a) => pow(a, 0.5), [positive([4], 53)], 'pow 0.5');
-    check((a) => pow(a, -1.5), [positive([4], 54)], 'pow -1.5');
+    checkAndDispose((a) => pow(a, 3), [randLeaf([4], 51)], 'pow 3');
+    checkAndDispose((a) => pow(a, 2), [randLeaf([4], 52)], 'pow 2');
+    checkAndDispose((a) => pow(a, 0.5), [positive([4], 53)], 'pow 0.5');
+    checkAndDispose((a) => pow(a, -1.5), [positive([4], 54)], 'pow -1.5');
   });
 
   it('kinks: relu, abs, gelu (tanh approximation), away from 0', () => {
-    check((a) => relu(a), [randLeaf([3, 4], 61, { awayFrom: [0] })], 'relu');
-    check((a) => abs(a), [randLeaf([3, 4], 62, { awayFrom: [0] })], 'abs');
-    check((a) => gelu(a), [randLeaf([3, 4], 63, { scale: 2 })], 'gelu');
+    checkAndDispose((a) => relu(a), [randLeaf([3, 4], 61, { awayFrom: [0] })], 'relu');
+    checkAndDispose((a) => abs(a), [randLeaf([3, 4], 62, { awayFrom: [0] })], 'abs');
+    checkAndDispose((a) => gelu(a), [randLeaf([3, 4], 63, { scale: 2 })], 'gelu');
   });
 
   it('maximum / minimum, with broadcasting and with a number', () => {
@@ -82,23 +73,23 @@ describe('elementwise gradients (float64 finite differences)', () => {
     const a = randLeaf([2, 3], 71), b = randLeaf([3], 72);
     const gap = Math.min(...Array.from(host(sub(a, b).abs()), Math.abs));
     assert.ok(gap > 1e-3);
-    check((x, y) => maximum(x, y), [a, b], 'maximum');
-    check((x, y) => minimum(x, y), [randLeaf([2, 3], 71), randLeaf([3], 72)], 'minimum');
-    check((x) => maximum(x, 0.1), [randLeaf([5], 73, { awayFrom: [0.1] })], 'maximum with a number');
-    check((x) => minimum(0.1, x), [randLeaf([5], 74, { awayFrom: [0.1] })], 'minimum, number first');
+    checkAndDispose((x, y) => maximum(x, y), [a, b], 'maximum');
+    checkAndDispose((x, y) => minimum(x, y), [randLeaf([2, 3], 71), randLeaf([3], 72)], 'minimum');
+    checkAndDispose((x) => maximum(x, 0.1), [randLeaf([5], 73, { awayFrom: [0.1] })], 'maximum with a number');
+    checkAndDispose((x) => minimum(0.1, x), [randLeaf([5], 74, { awayFrom: [0.1] })], 'minimum, number first');
   });
 
   it('where, with broadcast condition and operands', () => {
     const cond = tensor([[1, 0, 1], [0, 0, 1]], { dtype: 'float64' });
-    check((a, b) => where(cond, a, b), [randLeaf([2, 3], 81), randLeaf([3], 82)], 'where');
+    checkAndDispose((a, b) => where(cond, a, b), [randLeaf([2, 3], 81), randLeaf([3], 82)], 'where');
     const row = tensor([1, 0, 1]);
-    check((a, b) => where(row, a, b), [randLeaf([2, 1], 83), randLeaf([2, 3], 84)], 'where, broadcast condition');
+    checkAndDispose((a, b) => where(row, a, b), [randLeaf([2, 1], 83), randLeaf([2, 3], 84)], 'where, broadcast condition');
     cond.dispose();
     row.dispose();
   });
 
   it('a composite expression', () => {
-    check((a, b) => div(exp(mul(tanh(a), b)), add(square(b), 1)), [randLeaf([2, 2], 91), randLeaf([2, 2], 92)], 'composite');
+    checkAndDispose((a, b) => div(exp(mul(tanh(a), b)), add(square(b), 1)), [randLeaf([2, 2], 91), randLeaf([2, 2], 92)], 'composite');
   });
 });
 

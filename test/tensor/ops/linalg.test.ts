@@ -2,15 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DTypeError, ShapeError, Tensor, addmm, dense, linear, matmul, memory, sum, tensor } from '../../../src/index.js';
 import { roundTo } from '../../../src/dtype/codec.js';
-import { gradcheck, host, randLeaf } from '../../helpers/gradcheck.js';
-
-function check(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], name: string): void {
-  try {
-    gradcheck(fn, inputs, { name });
-  } finally {
-    for (const t of inputs) t.dispose();
-  }
-}
+import { checkAndDispose, host, randLeaf } from '../../helpers/gradcheck.js';
 
 /** Naive batched product of row-major [batch, m, k] and [batch, k, n] arrays (batch stride 0 where the batch is 1). */
 function naiveMatmul(a: ArrayLike<number>, b: ArrayLike<number>, batch: number, m: number, k: number, n: number, shareA = false, shareB = false): number[] {
@@ -30,50 +22,50 @@ const GELU = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v
 
 describe('matmul gradients (float64 finite differences)', () => {
   it('2-D, with sizes that are not multiples of the 4x4 block', () => {
-    check((a, b) => matmul(a, b), [randLeaf([5, 3], 1), randLeaf([3, 6], 2)], '[5,3] @ [3,6]');
-    check((a, b) => matmul(a, b), [randLeaf([1, 1], 3), randLeaf([1, 2], 4)], '[1,1] @ [1,2]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([5, 3], 1), randLeaf([3, 6], 2)], '[5,3] @ [3,6]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([1, 1], 3), randLeaf([1, 2], 4)], '[1,1] @ [1,2]');
   });
 
   it('batched: [2,3,4,5] @ [5,6] and [2,1,4,5] @ [3,5,2] (broadcast batch dims)', () => {
-    check((a, b) => matmul(a, b), [randLeaf([2, 3, 4, 5], 11), randLeaf([5, 6], 12)], '[2,3,4,5] @ [5,6]');
-    check((a, b) => matmul(a, b), [randLeaf([2, 1, 4, 5], 13), randLeaf([3, 5, 2], 14)], '[2,1,4,5] @ [3,5,2]');
-    check((a, b) => matmul(a, b), [randLeaf([3, 2], 15), randLeaf([2, 2, 3], 16)], '[3,2] @ [2,2,3]');
-    check((a, b) => matmul(a, b), [randLeaf([2, 3, 4], 17), randLeaf([2, 4, 2], 18)], '[2,3,4] @ [2,4,2]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([2, 3, 4, 5], 11), randLeaf([5, 6], 12)], '[2,3,4,5] @ [5,6]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([2, 1, 4, 5], 13), randLeaf([3, 5, 2], 14)], '[2,1,4,5] @ [3,5,2]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([3, 2], 15), randLeaf([2, 2, 3], 16)], '[3,2] @ [2,2,3]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([2, 3, 4], 17), randLeaf([2, 4, 2], 18)], '[2,3,4] @ [2,4,2]');
   });
 
   it('1-D operands: vector @ matrix, matrix @ vector, vector @ vector, vector @ batch', () => {
-    check((a, b) => matmul(a, b), [randLeaf([4], 21), randLeaf([4, 3], 22)], '[4] @ [4,3]');
-    check((a, b) => matmul(a, b), [randLeaf([3, 4], 23), randLeaf([4], 24)], '[3,4] @ [4]');
-    check((a, b) => matmul(a, b), [randLeaf([4], 25), randLeaf([4], 26)], '[4] @ [4]');
-    check((a, b) => matmul(a, b), [randLeaf([4], 27), randLeaf([2, 4, 3], 28)], '[4] @ [2,4,3]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([4], 21), randLeaf([4, 3], 22)], '[4] @ [4,3]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([3, 4], 23), randLeaf([4], 24)], '[3,4] @ [4]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([4], 25), randLeaf([4], 26)], '[4] @ [4]');
+    checkAndDispose((a, b) => matmul(a, b), [randLeaf([4], 27), randLeaf([2, 4, 3], 28)], '[4] @ [2,4,3]');
   });
 
   it('one operand constant', () => {
     const w = randLeaf([3, 2], 31, { grad: false });
-    check((a) => matmul(a, w), [randLeaf([2, 4, 3], 32)], 'x @ const');
-    check((b) => matmul(w.T, b), [randLeaf([3, 5], 33)], 'const @ x');
+    checkAndDispose((a) => matmul(a, w), [randLeaf([2, 4, 3], 32)], 'x @ const');
+    checkAndDispose((b) => matmul(w.T, b), [randLeaf([3, 5], 33)], 'const @ x');
     w.dispose();
   });
 });
 
 describe('dense / linear / addmm gradients (float64 finite differences)', () => {
   it('dense with and without bias, weight [in, out] and transposed [out, in]', () => {
-    check((x, w, b) => dense(x, w, b), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'dense + bias');
-    check((x, w) => dense(x, w), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'dense, 3-D input, no bias');
-    check((x, w, b) => dense(x, w, b, { transposed: true }), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'dense transposed');
+    checkAndDispose((x, w, b) => dense(x, w, b), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'dense + bias');
+    checkAndDispose((x, w) => dense(x, w), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'dense, 3-D input, no bias');
+    checkAndDispose((x, w, b) => dense(x, w, b, { transposed: true }), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'dense transposed');
   });
 
   it('the fused GELU epilogue', () => {
-    check((x, w, b) => dense(x, w, b, { gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'dense + gelu');
-    check((x, w) => dense(x, w, null, { gelu: true, transposed: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'dense + gelu, transposed, no bias');
+    checkAndDispose((x, w, b) => dense(x, w, b, { gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'dense + gelu');
+    checkAndDispose((x, w) => dense(x, w, null, { gelu: true, transposed: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'dense + gelu, transposed, no bias');
     const w = randLeaf([3, 2], 56, { grad: false });
-    check((x, b) => dense(x, w, b, { gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'dense + gelu, constant weight');
+    checkAndDispose((x, b) => dense(x, w, b, { gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'dense + gelu, constant weight');
     w.dispose();
   });
 
   it('linear (PyTorch F.linear) and addmm (torch.addmm)', () => {
-    check((x, w, b) => linear(x, w, b), [randLeaf([3, 4], 61), randLeaf([2, 4], 62), randLeaf([2], 63)], 'linear');
-    check((b, x, w) => addmm(b, x, w), [randLeaf([2], 64), randLeaf([3, 4], 65), randLeaf([4, 2], 66)], 'addmm');
+    checkAndDispose((x, w, b) => linear(x, w, b), [randLeaf([3, 4], 61), randLeaf([2, 4], 62), randLeaf([2], 63)], 'linear');
+    checkAndDispose((b, x, w) => addmm(b, x, w), [randLeaf([2], 64), randLeaf([3, 4], 65), randLeaf([4, 2], 66)], 'addmm');
   });
 });
 

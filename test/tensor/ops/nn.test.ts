@@ -4,15 +4,7 @@ import {
   DTypeError, Generator, ShapeError, Tensor, TensorError, causalMask, causalSelfAttention, crossEntropy, dropout, embedding,
   layerNorm, logSoftmax, matmul, memory, mul, permute, reshape, scaledDotProductAttention, slice, softmax, sum, tensor, transpose,
 } from '../../../src/index.js';
-import { gradcheck, host, randLeaf } from '../../helpers/gradcheck.js';
-
-function check(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], name: string): void {
-  try {
-    gradcheck(fn, inputs, { name });
-  } finally {
-    for (const t of inputs) t.dispose();
-  }
-}
+import { checkAndDispose, host, randLeaf } from '../../helpers/gradcheck.js';
 
 const ids = (values: number[], shape?: number[]) => tensor(new Int32Array(values), shape ? { shape } : {});
 
@@ -25,25 +17,25 @@ function attentionByOps(q: Tensor, k: Tensor, v: Tensor, causal: boolean): Tenso
 
 describe('softmax and logSoftmax gradients (float64 finite differences)', () => {
   it('over the last dim and over another dim', () => {
-    check((x) => softmax(x), [randLeaf([3, 5], 1)], 'softmax last');
-    check((x) => softmax(x, 0), [randLeaf([3, 5], 2)], 'softmax dim 0');
-    check((x) => softmax(x, 1), [randLeaf([2, 3, 4], 3)], 'softmax middle dim');
-    check((x) => logSoftmax(x), [randLeaf([3, 5], 4)], 'logSoftmax last');
-    check((x) => logSoftmax(x, -3), [randLeaf([2, 3, 4], 5)], 'logSoftmax dim 0');
+    checkAndDispose((x) => softmax(x), [randLeaf([3, 5], 1)], 'softmax last');
+    checkAndDispose((x) => softmax(x, 0), [randLeaf([3, 5], 2)], 'softmax dim 0');
+    checkAndDispose((x) => softmax(x, 1), [randLeaf([2, 3, 4], 3)], 'softmax middle dim');
+    checkAndDispose((x) => logSoftmax(x), [randLeaf([3, 5], 4)], 'logSoftmax last');
+    checkAndDispose((x) => logSoftmax(x, -3), [randLeaf([2, 3, 4], 5)], 'logSoftmax dim 0');
   });
 });
 
 describe('layerNorm gradients (float64 finite differences)', () => {
   it('with weight and bias, with weight only, without either', () => {
-    check((x, w, b) => layerNorm(x, w, b), [randLeaf([3, 6], 11, { scale: 2, shift: 1 }), randLeaf([6], 12, { shift: 1 }), randLeaf([6], 13)], 'layerNorm w b');
-    check((x, w) => layerNorm(x, w), [randLeaf([2, 2, 5], 14), randLeaf([5], 15, { shift: 1 })], 'layerNorm w');
-    check((x) => layerNorm(x), [randLeaf([4, 5], 16)], 'layerNorm');
-    check((x, b) => layerNorm(x, null, b, 1e-3), [randLeaf([4, 5], 17, { scale: 0.1 }), randLeaf([5], 18)], 'layerNorm b, eps 1e-3');
+    checkAndDispose((x, w, b) => layerNorm(x, w, b), [randLeaf([3, 6], 11, { scale: 2, shift: 1 }), randLeaf([6], 12, { shift: 1 }), randLeaf([6], 13)], 'layerNorm w b');
+    checkAndDispose((x, w) => layerNorm(x, w), [randLeaf([2, 2, 5], 14), randLeaf([5], 15, { shift: 1 })], 'layerNorm w');
+    checkAndDispose((x) => layerNorm(x), [randLeaf([4, 5], 16)], 'layerNorm');
+    checkAndDispose((x, b) => layerNorm(x, null, b, 1e-3), [randLeaf([4, 5], 17, { scale: 0.1 }), randLeaf([5], 18)], 'layerNorm b, eps 1e-3');
   });
 
   it('with a constant weight', () => {
     const w = randLeaf([5], 19, { grad: false });
-    check((x, b) => layerNorm(x, w, b), [randLeaf([3, 5], 20), randLeaf([5], 21)], 'layerNorm, constant weight');
+    checkAndDispose((x, b) => layerNorm(x, w, b), [randLeaf([3, 5], 20), randLeaf([5], 21)], 'layerNorm, constant weight');
     w.dispose();
   });
 });
@@ -51,45 +43,45 @@ describe('layerNorm gradients (float64 finite differences)', () => {
 describe('embedding and crossEntropy gradients (float64 finite differences)', () => {
   it('embedding with repeated ids accumulates the scatter-add', () => {
     const i = ids([1, 3, 1, 0, 1, 3], [2, 3]);
-    check((w) => embedding(i, w), [randLeaf([5, 4], 31)], 'embedding');
+    checkAndDispose((w) => embedding(i, w), [randLeaf([5, 4], 31)], 'embedding');
     i.dispose();
   });
 
   it('crossEntropy (mean), with and without ignored targets', () => {
     const t = ids([2, 0, 4, 1]);
-    check((x) => crossEntropy(x, t), [randLeaf([4, 5], 41, { scale: 2 })], 'crossEntropy');
+    checkAndDispose((x) => crossEntropy(x, t), [randLeaf([4, 5], 41, { scale: 2 })], 'crossEntropy');
     const ti = ids([2, -100, 4, -100, 0, 3], [2, 3]);
-    check((x) => crossEntropy(x, ti), [randLeaf([2, 3, 5], 42, { scale: 2 })], 'crossEntropy ignoring -100');
+    checkAndDispose((x) => crossEntropy(x, ti), [randLeaf([2, 3, 5], 42, { scale: 2 })], 'crossEntropy ignoring -100');
     const tj = ids([7, 1, 7]);
-    check((x) => crossEntropy(x, tj, { ignoreIndex: 7 }), [randLeaf([3, 4], 43)], 'crossEntropy, ignoreIndex 7');
+    checkAndDispose((x) => crossEntropy(x, tj, { ignoreIndex: 7 }), [randLeaf([3, 4], 43)], 'crossEntropy, ignoreIndex 7');
     for (const x of [t, ti, tj]) x.dispose();
   });
 });
 
 describe('masking, dropout and attention gradients (float64 finite differences)', () => {
   it('causalMask (square and T != S), alone with a finite fill and under softmax with -inf', () => {
-    check((x) => causalMask(x, -5), [randLeaf([2, 3, 3], 51)], 'causalMask -5');
-    check((x) => softmax(causalMask(x)), [randLeaf([2, 3, 5], 52)], 'softmax(causalMask) T<S');
+    checkAndDispose((x) => causalMask(x, -5), [randLeaf([2, 3, 3], 51)], 'causalMask -5');
+    checkAndDispose((x) => softmax(causalMask(x)), [randLeaf([2, 3, 5], 52)], 'softmax(causalMask) T<S');
   });
 
   it('dropout with a fixed generator state', () => {
-    check((x) => dropout(x, 0.3, { generator: new Generator(7, 100) }), [randLeaf([4, 5], 61)], 'dropout');
+    checkAndDispose((x) => dropout(x, 0.3, { generator: new Generator(7, 100) }), [randLeaf([4, 5], 61)], 'dropout');
   });
 
   it('scaledDotProductAttention, causal and not, T != S', () => {
     for (const causal of [false, true]) {
-      check((q, k, v) => scaledDotProductAttention(q, k, v, { causal }),
+      checkAndDispose((q, k, v) => scaledDotProductAttention(q, k, v, { causal }),
         [randLeaf([2, 2, 3, 4], 71), randLeaf([2, 2, 5, 4], 72), randLeaf([2, 2, 5, 4], 73)], `sdpa causal=${causal} T<S`);
-      check((q, k, v) => scaledDotProductAttention(q, k, v, { causal, scale: 0.7 }),
+      checkAndDispose((q, k, v) => scaledDotProductAttention(q, k, v, { causal, scale: 0.7 }),
         [randLeaf([1, 2, 4, 3], 74), randLeaf([1, 2, 4, 3], 75), randLeaf([1, 2, 4, 3], 76)], `sdpa causal=${causal} square, scale 0.7`);
     }
-    check((q, k, v) => scaledDotProductAttention(q, k, v),
+    checkAndDispose((q, k, v) => scaledDotProductAttention(q, k, v),
       [randLeaf([1, 1, 4, 3], 77), randLeaf([1, 1, 2, 3], 78), randLeaf([1, 1, 2, 3], 79)], 'sdpa T>S');
   });
 
   it('causalSelfAttention from a fused qkv tensor', () => {
-    check((qkv) => causalSelfAttention(qkv, 2), [randLeaf([2, 3, 12], 81)], 'causalSelfAttention');
-    check((qkv) => causalSelfAttention(qkv, 1), [randLeaf([1, 4, 6], 82)], 'causalSelfAttention, one head');
+    checkAndDispose((qkv) => causalSelfAttention(qkv, 2), [randLeaf([2, 3, 12], 81)], 'causalSelfAttention');
+    checkAndDispose((qkv) => causalSelfAttention(qkv, 1), [randLeaf([1, 4, 6], 82)], 'causalSelfAttention, one head');
   });
 });
 

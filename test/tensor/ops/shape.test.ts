@@ -3,55 +3,47 @@ import { describe, it } from 'node:test';
 import {
   ShapeError, Tensor, cat, clone, expand, memory, mul, permute, reshape, slice, squeeze, sum, tensor, transpose, unsqueeze,
 } from '../../../src/index.js';
-import { gradcheck, host, randLeaf } from '../../helpers/gradcheck.js';
-
-function check(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], name: string): void {
-  try {
-    gradcheck(fn, inputs, { name });
-  } finally {
-    for (const t of inputs) t.dispose();
-  }
-}
+import { checkAndDispose, host, randLeaf } from '../../helpers/gradcheck.js';
 
 describe('shape op gradients (float64 finite differences)', () => {
   it('reshape (with -1), unsqueeze, squeeze, clone', () => {
-    check((x) => reshape(x, [4, -1]), [randLeaf([2, 3, 2], 1)], 'reshape');
-    check((x) => unsqueeze(x, 1), [randLeaf([2, 3], 2)], 'unsqueeze');
-    check((x) => unsqueeze(x, -1), [randLeaf([2, 3], 3)], 'unsqueeze -1');
-    check((x) => squeeze(x), [randLeaf([2, 1, 3, 1], 4)], 'squeeze all');
-    check((x) => squeeze(x, 1), [randLeaf([2, 1, 3], 5)], 'squeeze dim');
-    check((x) => clone(x), [randLeaf([2, 3], 6)], 'clone');
+    checkAndDispose((x) => reshape(x, [4, -1]), [randLeaf([2, 3, 2], 1)], 'reshape');
+    checkAndDispose((x) => unsqueeze(x, 1), [randLeaf([2, 3], 2)], 'unsqueeze');
+    checkAndDispose((x) => unsqueeze(x, -1), [randLeaf([2, 3], 3)], 'unsqueeze -1');
+    checkAndDispose((x) => squeeze(x), [randLeaf([2, 1, 3, 1], 4)], 'squeeze all');
+    checkAndDispose((x) => squeeze(x, 1), [randLeaf([2, 1, 3], 5)], 'squeeze dim');
+    checkAndDispose((x) => clone(x), [randLeaf([2, 3], 6)], 'clone');
   });
 
   it('permute and transpose', () => {
-    check((x) => permute(x, [2, 0, 1]), [randLeaf([2, 3, 4], 11)], 'permute');
-    check((x) => permute(x, [1, 3, 0, 2]), [randLeaf([2, 3, 2, 2], 12)], 'permute 4-D');
-    check((x) => transpose(x, 0, 2), [randLeaf([2, 3, 4], 13)], 'transpose');
-    check((x) => x.T, [randLeaf([3, 4], 14)], '.T');
+    checkAndDispose((x) => permute(x, [2, 0, 1]), [randLeaf([2, 3, 4], 11)], 'permute');
+    checkAndDispose((x) => permute(x, [1, 3, 0, 2]), [randLeaf([2, 3, 2, 2], 12)], 'permute 4-D');
+    checkAndDispose((x) => transpose(x, 0, 2), [randLeaf([2, 3, 4], 13)], 'transpose');
+    checkAndDispose((x) => x.T, [randLeaf([3, 4], 14)], '.T');
   });
 
   it('expand (new leading dims, stretched size-1 dims, -1)', () => {
-    check((x) => expand(x, [2, 3, 4]), [randLeaf([3, 1], 21)], 'expand [3,1] -> [2,3,4]');
-    check((x) => expand(x, [-1, 5]), [randLeaf([2, 1], 22)], 'expand with -1');
-    check((x) => expand(x, [3, 2]), [randLeaf([2], 23)], 'expand 1-D');
+    checkAndDispose((x) => expand(x, [2, 3, 4]), [randLeaf([3, 1], 21)], 'expand [3,1] -> [2,3,4]');
+    checkAndDispose((x) => expand(x, [-1, 5]), [randLeaf([2, 1], 22)], 'expand with -1');
+    checkAndDispose((x) => expand(x, [3, 2]), [randLeaf([2], 23)], 'expand 1-D');
   });
 
   it('slice (middle, negative indices, last dim)', () => {
-    check((x) => slice(x, 1, 1, 3), [randLeaf([2, 4, 3], 31)], 'slice middle');
-    check((x) => slice(x, -1, -2), [randLeaf([2, 4, 3], 32)], 'slice negative');
-    check((x) => slice(x, 0, 1, 2), [randLeaf([3, 2], 33)], 'slice dim 0');
+    checkAndDispose((x) => slice(x, 1, 1, 3), [randLeaf([2, 4, 3], 31)], 'slice middle');
+    checkAndDispose((x) => slice(x, -1, -2), [randLeaf([2, 4, 3], 32)], 'slice negative');
+    checkAndDispose((x) => slice(x, 0, 1, 2), [randLeaf([3, 2], 33)], 'slice dim 0');
   });
 
   it('cat along each dim, with an input that needs no gradient', () => {
-    check((a, b) => cat([a, b], 0), [randLeaf([2, 3], 41), randLeaf([1, 3], 42)], 'cat dim 0');
-    check((a, b) => cat([a, b, a], 1), [randLeaf([2, 3], 43), randLeaf([2, 2], 44)], 'cat dim 1, repeated input');
+    checkAndDispose((a, b) => cat([a, b], 0), [randLeaf([2, 3], 41), randLeaf([1, 3], 42)], 'cat dim 0');
+    checkAndDispose((a, b) => cat([a, b, a], 1), [randLeaf([2, 3], 43), randLeaf([2, 2], 44)], 'cat dim 1, repeated input');
     const c = randLeaf([2, 1], 45, { grad: false });
-    check((a) => cat([c, a], -1), [randLeaf([2, 2], 46)], 'cat with a constant');
+    checkAndDispose((a) => cat([c, a], -1), [randLeaf([2, 2], 46)], 'cat with a constant');
     c.dispose();
   });
 
   it('a chain of shape ops', () => {
-    check((x) => sum(mul(permute(reshape(expand(x, [2, 3, 4]), [6, 4]).T.reshape([2, 2, 6]), [2, 1, 0]), 2), 1),
+    checkAndDispose((x) => sum(mul(permute(reshape(expand(x, [2, 3, 4]), [6, 4]).T.reshape([2, 2, 6]), [2, 1, 0]), 2), 1),
       [randLeaf([3, 1], 51)], 'chain');
   });
 });

@@ -56,6 +56,11 @@ function layoutValues(v: View, L: HeadLayout): number[] {
 }
 
 /** WGSL: the element index of row t of (b, h) for a layout. */
+/** rowFn of each name, one per line. */
+function rowFns(...names: string[]): string {
+  return names.map(rowFn).join('\n');
+}
+
 function rowFn(name: string): string {
   return `fn row_${name}(b: u32, h: u32, t: u32) -> u32 { return P.${name}_o + b * P.${name}_b + h * P.${name}_h + t * P.${name}_t; }`;
 }
@@ -78,6 +83,18 @@ function storeRow(name: string, src: string, base: string, hd: string, mul = '')
 }
 
 /** Index of the last key query i may see (inclusive; negative when none). */
+/** A kernel's first lines: its workgroup's (batch, head) pair from the workgroup's index (P.blocks workgroups per pair). */
+const WORKGROUP_HEAD = `  let w = wid.x + wid.y * nwg.x;
+  let bh = w / P.blocks;
+  if (bh >= P.bh) { return; }
+  let b = bh / P.heads;
+  let h = bh % P.heads;`;
+
+/** The entry point of the tiled kernels (one row per invocation) and their first lines. */
+const TILED_HEAD = (wg: number) => `@compute @workgroup_size(${wg}) fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let lid = lid3.x;
+${WORKGROUP_HEAD}`;
+
 const LAST_KEY = `fn last_key(i: u32) -> i32 { if (P.causal != 0u) { return min(i32(i) + P.shift, i32(P.tk) - 1); } return i32(P.tk) - 1; }`;
 
 /** Loads keys [j0, j0 + BK) of k and v into workgroup memory (all invocations take part). */
@@ -95,20 +112,11 @@ function forwardSource(d: number, wg: number, bk: number, unroll: boolean): Kern
   return {
     key: `attention:${d}:${wg}:${bk}:${unroll}`,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
+    body: () => `${rowFns('q', 'k', 'v', 'o')}
 ${LAST_KEY}
 var<workgroup> ks: array<f32, ${bk * d}>;
 var<workgroup> vs: array<f32, ${bk * d}>;
-@compute @workgroup_size(${wg}) fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let lid = lid3.x;
-  let w = wid.x + wid.y * nwg.x;
-  let bh = w / P.blocks;
-  if (bh >= P.bh) { return; }
-  let b = bh / P.heads;
-  let h = bh % P.heads;
+${TILED_HEAD(wg)}
   let i0 = (w % P.blocks) * ${wg}u;
   let i = i0 + lid;
   let live = i < P.tq;
@@ -265,11 +273,7 @@ const perRow = (g: SubgroupShape, f: (r: number) => string, sep = '\n  ') => ran
 
 const SG_HEAD = (g: SubgroupShape) => `fn hsum(v: vec4<f32>) -> f32 { return v.x + v.y + v.z + v.w; }
 @compute @workgroup_size(${g.s}) fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
-  let w = wid.x + wid.y * nwg.x;
-  let bh = w / P.blocks;
-  if (bh >= P.bh) { return; }
-  let b = bh / P.heads;
-  let h = bh % P.heads;
+${WORKGROUP_HEAD}
   // This workgroup's block of rows.
   let r0 = (w % P.blocks) * ${g.rows * g.s}u;`;
 
@@ -284,10 +288,7 @@ function forwardSubgroupSource(g: SubgroupShape): KernelSource {
     key: `attentionSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
+    body: () => `${rowFns('q', 'k', 'v', 'o')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
   let kend = u32(clamp(last_key(min(r0 + ${g.rows * s - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
@@ -329,8 +330,7 @@ function deltaSource(): KernelSource {
   return {
     key: 'attentionDelta',
     params: [['hd', 'u32'], ['n', 'u32'], ['heads', 'u32'], ['tq', 'u32'], ...layoutParams('o'), ...layoutParams('go')],
-    body: () => `${rowFn('o')}
-${rowFn('go')}
+    body: () => `${rowFns('o', 'go')}
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat_id(gid, nwg, 64u);
   if (t >= P.n) { return; }
@@ -354,12 +354,7 @@ function backwardKVSubgroupSource(g: SubgroupShape): KernelSource {
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
       ...layoutParams('go'), ...layoutParams('gk'), ...layoutParams('gv'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('go')}
-${rowFn('gk')}
-${rowFn('gv')}
+    body: () => `${rowFns('q', 'k', 'v', 'go', 'gk', 'gv')}
 ${SG_HEAD(g)}
   ${perRow(g, (r) => `let j${r} = r0 + ${r * s}u + sl;
   ${ownRow(g, 'k', `k${r}_`, `row_k(b, h, min(j${r}, P.tk - 1u))`)}
@@ -412,11 +407,7 @@ function backwardQSubgroupSource(g: SubgroupShape): KernelSource {
     subgroups: true,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
       ...layoutParams('go'), ...layoutParams('gq'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('go')}
-${rowFn('gq')}
+    body: () => `${rowFns('q', 'k', 'v', 'go', 'gq')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
   let kend = u32(clamp(last_key(min(r0 + ${g.rows * s - 1}u, P.tq - 1u)) + 1, 0, i32(P.tk)));
@@ -480,24 +471,12 @@ function backwardKVSource(d: number, wg: number, bq: number, unroll: boolean): K
     key: `attentionBackwardKV:${d}:${wg}:${bq}:${unroll}`,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'),
       ...layoutParams('go'), ...layoutParams('gk'), ...layoutParams('gv'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
-${rowFn('go')}
-${rowFn('gk')}
-${rowFn('gv')}
+    body: () => `${rowFns('q', 'k', 'v', 'o', 'go', 'gk', 'gv')}
 var<workgroup> qs: array<f32, ${bq * d}>;
 var<workgroup> dos: array<f32, ${bq * d}>;
 var<workgroup> lses: array<f32, ${bq}>;
 var<workgroup> dd: array<f32, ${bq}>;
-@compute @workgroup_size(${wg}) fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let lid = lid3.x;
-  let w = wid.x + wid.y * nwg.x;
-  let bh = w / P.blocks;
-  if (bh >= P.bh) { return; }
-  let b = bh / P.heads;
-  let h = bh % P.heads;
+${TILED_HEAD(wg)}
   let j0 = (w % P.blocks) * ${wg}u;
   let j = j0 + lid;
   let live = j < P.tk;
@@ -572,22 +551,11 @@ function backwardQSource(d: number, wg: number, bk: number, unroll: boolean): Ke
     key: `attentionBackwardQ:${d}:${wg}:${bk}:${unroll}`,
     params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'),
       ...layoutParams('go'), ...layoutParams('gq'), ['lse_o', 'u32']],
-    body: () => `${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
-${rowFn('go')}
-${rowFn('gq')}
+    body: () => `${rowFns('q', 'k', 'v', 'o', 'go', 'gq')}
 ${LAST_KEY}
 var<workgroup> ks: array<f32, ${bk * d}>;
 var<workgroup> vs: array<f32, ${bk * d}>;
-@compute @workgroup_size(${wg}) fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let lid = lid3.x;
-  let w = wid.x + wid.y * nwg.x;
-  let bh = w / P.blocks;
-  if (bh >= P.bh) { return; }
-  let b = bh / P.heads;
-  let h = bh % P.heads;
+${TILED_HEAD(wg)}
   let i0 = (w % P.blocks) * ${wg}u;
   let i = i0 + lid;
   let live = i < P.tq;

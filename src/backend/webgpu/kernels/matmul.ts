@@ -28,7 +28,8 @@
 
 /// <reference types="@webgpu/types" />
 
-import { declareOperand, operandUsesF16, WGSL_ROUNDING, type OperandDType, type OperandLayout } from './vector-io.js';
+import { declareOperand, operandUsesF16, type OperandDType, type OperandLayout } from './vector-io.js';
+import { WGSL_NARROW_16 } from '../storage.js';
 
 export type MatmulDType = OperandDType;
 export type MatmulKernelKind = 'subgroup' | 'tiled';
@@ -203,7 +204,7 @@ function declarations(v: MatmulVariant): string {
     enables.join('\n'),
     params,
     ...specs.map(declareOperand),
-    roundsTo16 ? WGSL_ROUNDING : '',
+    roundsTo16 ? WGSL_NARROW_16 : '',
     v.gelu ? GELU_WGSL : '',
   ].filter(Boolean).join('\n');
 }

@@ -14,7 +14,7 @@
 // - 'atomic-words': 16-bit dtypes as array<atomic<u32>>, for outputs whose
 //   element pairs do not line up with words (odd row strides or offsets).
 //
-// Widening float16 uses unpack2x16float (exact). Narrowing uses WGSL_ROUNDING:
+// Widening float16 uses unpack2x16float (exact). Narrowing uses WGSL_NARROW_16:
 // integer round-to-nearest-even, bit-identical to codec.ts (overflow gives
 // infinity, subnormals are kept, every NaN becomes the canonical quiet NaN),
 // written with select() rather than branches because on a SIMD CPU adapter
@@ -37,34 +37,6 @@ export interface OperandSpec {
   nativeF16?: boolean;
 }
 
-/** f32 -> float16 / bfloat16 bit patterns (in the low 16 bits), round to nearest even. */
-export const WGSL_ROUNDING = /* wgsl */ `
-fn round_f16_bits(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
-  let sign = (b >> 16u) & 0x8000u;
-  let a = b & 0x7fffffffu;
-  let e = i32(a >> 23u) - 112;
-  let mant = a & 0x7fffffu;
-  // Normal result: drop 13 mantissa bits; a carry may bump the exponent, up to infinity.
-  let hn = (u32(clamp(e, 0, 31)) << 10u) | (mant >> 13u);
-  let rn = mant & 0x1fffu;
-  let normal = hn + select(0u, 1u, rn > 0x1000u || (rn == 0x1000u && (hn & 1u) == 1u));
-  // Subnormal result: the significand shifted right by 14 - e (25 and more give zero).
-  let shift = u32(clamp(14 - e, 14, 25));
-  let m = mant | 0x800000u;
-  let hs = m >> shift;
-  let rs = m & ((1u << shift) - 1u);
-  let half = 1u << (shift - 1u);
-  let subnormal = hs + select(0u, 1u, rs > half || (rs == half && (hs & 1u) == 1u));
-  let h = select(select(subnormal, normal, e > 0), 0x7c00u, e >= 31);
-  return select(sign | h, 0x7e00u, a > 0x7f800000u);
-}
-fn round_bf16_bits(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
-  let r = (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
-  return select(r, 0x7fc0u, (b & 0x7fffffffu) > 0x7f800000u);
-}
-`;
 
 export class OperandLayoutError extends Error {
   override name = 'OperandLayoutError';
@@ -101,7 +73,7 @@ function widen(dtype: OperandDType, w: string): string {
 }
 
 function narrow(dtype: OperandDType): string {
-  return dtype === 'float16' ? 'round_f16_bits' : 'round_bf16_bits';
+  return dtype === 'float16' ? 'f32_to_f16_bits' : 'f32_to_bf16_bits';
 }
 
 /**
@@ -113,7 +85,7 @@ function narrow(dtype: OperandDType): string {
  *   store1_<n>(i, v)  16-bit 'words': read-modify-write of one half, safe only when no other
  *                     invocation of the dispatch writes the other half; 'atomic-words': a
  *                     compare-exchange loop, always safe.
- * Stores of 16-bit values need WGSL_ROUNDING in the shader.
+ * Stores of 16-bit values need WGSL_NARROW_16 in the shader.
  */
 export function declareOperand(spec: OperandSpec): string {
   const { name: n, dtype, layout } = spec;
@@ -124,7 +96,7 @@ export function declareOperand(spec: OperandSpec): string {
 
   if (dtype === 'float32' || !packed(spec)) {
     const t = dtype === 'float32' ? 'f32' : 'f16';
-    const toStored = dtype === 'float32' ? (v: string) => v : (v: string) => `bitcast<vec2<f16>>(round_f16_bits(${v})).x`;
+    const toStored = dtype === 'float32' ? (v: string) => v : (v: string) => `bitcast<vec2<f16>>(f32_to_f16_bits(${v})).x`;
     if (layout === 'vec4') {
       add(`fn load_${n}(i: u32) -> f32 { return f32(${n}[i >> 2u][i & 3u]); }`);
       add(`fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(${n}[i >> 2u]); }`);
