@@ -46,6 +46,8 @@ export interface OptimizerStateDict<O> {
   steps: number[];
   /** Per parameter (global index): state buffers by name, as float32 values. */
   state: Record<number, Record<string, Float32Array>>;
+  /** Random numbers drawn so far by stochastic rounding (when enabled), so that a resumed run draws the same ones. */
+  stochasticRoundingCounter?: number;
 }
 
 const is16Bit = (t: Tensor) => t.dtype === 'float16' || t.dtype === 'bfloat16';
@@ -202,7 +204,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         state[index] = entry;
       }
     }
-    return { type: this.type, groups, steps, state };
+    return { type: this.type, groups, steps, state, ...(this.srSeed !== null ? { stochasticRoundingCounter: this.srCounter } : {}) };
   }
 
   loadStateDict(sd: OptimizerStateDict<O>): void {
@@ -223,6 +225,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         if (g.master[i]) load(g.master[i]!, entry.master, `${index}.master`);
       }
     });
+    if (sd.stochasticRoundingCounter !== undefined) this.srCounter = sd.stochasticRoundingCounter;
     this.prepared = false;
   }
 

@@ -67,6 +67,25 @@ test('bfloat16 stochastic rounding is seeded, reproducible, and unbiased on aver
   assert.ok(Math.abs(mean - (1 + 2 ** -10)) < 2e-4, `mean ${mean}`);
 });
 
+test('stochastic rounding resumes from a state dict: a restored optimizer draws the same random numbers', async () => {
+  const make = () => {
+    const p = mp.full([256], 1, { dtype: 'bfloat16', requiresGrad: true });
+    p.grad = mp.keep(mp.full([256], -1, { dtype: 'bfloat16' }));
+    return { p, opt: new mp.SGD([p], { lr: 1 / 1024, stochasticRounding: { seed: 5 } }) };
+  };
+  const whole = make();
+  for (let i = 0; i < 4; i++) whole.opt.step();
+  const first = make();
+  for (let i = 0; i < 2; i++) first.opt.step();
+  const sd = await first.opt.stateDict();
+  assert.equal(sd.stochasticRoundingCounter, 2 * 256);
+  const resumed = make();
+  resumed.opt.loadStateDict(sd);
+  for (let i = 0; i < 2; i++) resumed.opt.step();
+  assert.deepEqual([...resumed.p.toArraySync()], [...whole.p.toArraySync()]);
+  for (const r of [whole, first, resumed]) { r.opt.dispose(); r.p.grad!.dispose(); r.p.dispose(); }
+});
+
 test('an optimizer with master weights releases every tensor it made when disposed', () => {
   const backend = new mp.CpuBackend();
   const params = [mp.tensor([1, 2, 3], { dtype: 'float16', requiresGrad: true, backend }), mp.tensor([4], { dtype: 'bfloat16', requiresGrad: true, backend })];
