@@ -52,6 +52,16 @@ export interface OptimizerStateDict<O> {
 
 const is16Bit = (t: Tensor) => t.dtype === 'float16' || t.dtype === 'bfloat16';
 
+/** The float32 master copy of a 16-bit parameter; an allocation error names the parameter. */
+function masterCopy(p: Tensor): Tensor {
+  try {
+    return keep(tidy(() => p.to('float32').detach()));
+  } catch (e) {
+    if (e instanceof Error) e.message = `the float32 master copy of ${p.describe()}: ${e.message}`;
+    throw e;
+  }
+}
+
 export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimizer {
   readonly paramGroups: ParamGroup<O>[] = [];
   private prepared = false;
@@ -82,7 +92,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
       this.validate(options);
       const useMaster = opts.masterWeights ?? true;
-      const master = ps.map((p) => (useMaster && is16Bit(p) ? keep(tidy(() => p.to('float32').detach())) : null));
+      const master = ps.map((p) => (useMaster && is16Bit(p) ? masterCopy(p) : null));
       this.paramGroups.push({
         params: [...ps],
         options,

@@ -95,3 +95,17 @@ test('an optimizer with master weights releases every tensor it made when dispos
   opt.dispose();
   assert.deepEqual({ ...mp.memory(backend), peakBytes: 0 }, { ...before, peakBytes: 0 });
 });
+
+test('an allocation error for a master copy names the parameter it was for', () => {
+  // A backend that refuses float32 buffers of more than 4 elements, as a GPU refuses one beyond its binding limit.
+  class SmallBackend extends mp.CpuBackend {
+    override alloc(dtype: mp.DType, size: number) {
+      if (dtype === 'float32' && size > 4) throw new Error(`${size} elements are too many`);
+      return super.alloc(dtype, size);
+    }
+  }
+  const backend = new SmallBackend();
+  const p = mp.tensor([1, 2, 3, 4, 5, 6], { dtype: 'bfloat16', requiresGrad: true, backend });
+  p.name = 'wte.weight';
+  assert.throws(() => new mp.AdamW([p]), /the float32 master copy of 'wte.weight' \[6\] bfloat16: a \[6\] float32 tensor: 6 elements are too many/);
+});
