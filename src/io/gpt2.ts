@@ -125,7 +125,7 @@ export function gpt2ConfigJson(config: GPTConfig, torchDtype: DType = 'float32')
   const json: Record<string, unknown> = {
     activation_function: 'gelu_new',
     architectures: ['GPT2LMHeadModel'],
-    attn_pdrop: c.dropout,
+    attn_pdrop: 0, // attention-probability dropout is not implemented
     bos_token_id: c.vocabSize - 1,
     embd_pdrop: c.dropout,
     eos_token_id: c.vocabSize - 1,

@@ -12,7 +12,7 @@ import { Generator, mix32 } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import { noGrad } from '../autograd/backward.js';
 import { arange, tensor } from '../tensor/creation.js';
-import { add, cachedSelfAttention, causalMask, causalSelfAttention, crossEntropy, dense, matmul, mul, permute, reshape, slice, softmax, transpose } from '../tensor/ops.js';
+import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, dense, slice } from '../tensor/ops.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { fmtShape } from '../tensor/errors.js';
 import { autocast, autocastDtype, type AutocastDType } from '../amp/autocast.js';
@@ -124,38 +124,20 @@ export function countParameters(config: GPTConfig): number {
 class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
-  /** Dropout on the attention probabilities (nanoGPT's attn_dropout); the output dropout is in Block. */
-  readonly attn_dropout: Dropout;
-  constructor(readonly nHead: number, c: GPTConfig, p: ParameterOptions, generator: Generator) {
+  constructor(readonly nHead: number, c: GPTConfig, p: ParameterOptions) {
     super();
     this.c_attn = this.addModule('c_attn', new Linear(c.nEmbd, 3 * c.nEmbd, { ...p, bias: c.bias }));
     this.c_proj = this.addModule('c_proj', new Linear(c.nEmbd, c.nEmbd, { ...p, bias: c.bias }));
-    this.attn_dropout = this.addModule('attn_dropout', new Dropout(c.dropout, generator));
   }
   /** With `cache`, x holds only the new tokens, whose keys and values join that layer's cache. */
   forward(x: Tensor, cache?: LayerCache): Tensor {
+    // Attention-probability dropout is not applied (as in llm.c); the output dropout is in Block.
     const qkv = this.c_attn.forward(x);
-    let y: Tensor;
-    if (cache) y = cachedSelfAttention(qkv, this.nHead, cache.keys, cache.values, cache.offset);
-    // The fused kernel never holds the probabilities, so dropping some of them takes the explicit form.
-    else if (this.attn_dropout.training && this.attn_dropout.p > 0) y = attentionWithDropout(qkv, this.nHead, this.attn_dropout);
-    else y = causalSelfAttention(qkv, this.nHead);
+    const y = cache
+      ? cachedSelfAttention(qkv, this.nHead, cache.keys, cache.values, cache.offset)
+      : causalSelfAttention(qkv, this.nHead);
     return this.c_proj.forward(y);
   }
-}
-
-/**
- * Causal self-attention from qkv [B, T, 3C] to [B, T, C] as nanoGPT writes it
- * without flash attention: the T x T probabilities are materialised, so that
- * `drop` can zero some of them.
- */
-export function attentionWithDropout(qkv: Tensor, nHead: number, drop: Dropout): Tensor {
-  const [B, T, C3] = qkv.shape as [number, number, number];
-  const C = C3 / 3, d = C / nHead;
-  const heads = (part: number) => permute(reshape(slice(qkv, 2, part * C, (part + 1) * C), [B, T, nHead, d]), [0, 2, 1, 3]);
-  const scores = mul(matmul(heads(0), transpose(heads(1), -2, -1)), 1 / Math.sqrt(d));
-  const y = matmul(drop.forward(softmax(causalMask(scores))), heads(2));
-  return reshape(permute(y, [0, 2, 1, 3]), [B, T, C]);
 }
 
 /** One layer's slice of a KVCache, and where the new tokens go in it. */
@@ -189,7 +171,7 @@ class Block extends Module {
     super();
     const ln = { ...p, bias: c.bias, eps: c.layerNormEps };
     this.ln_1 = this.addModule('ln_1', new LayerNorm(c.nEmbd, ln));
-    this.attn = this.addModule('attn', new CausalSelfAttention(c.nHead, c, p, generator));
+    this.attn = this.addModule('attn', new CausalSelfAttention(c.nHead, c, p));
     this.ln_2 = this.addModule('ln_2', new LayerNorm(c.nEmbd, ln));
     this.mlp = this.addModule('mlp', new MLP(c, p));
     this.drop = this.addModule('drop', new Dropout(c.dropout, generator));
