@@ -280,6 +280,18 @@ ${WORKGROUP_HEAD}
 /** Keys (forward, dQ) or queries (dK, dV) per step: the accumulators are read and written once per two rows. */
 const STEP = 2;
 
+/**
+ * Opens the loop over keys j (STEP at a time) of the forward and dQ kernels: each
+ * key and value row is loaded once by the subgroup and shared as quads kq<u>_, vq<u>_.
+ */
+function keyValueLoop(g: SubgroupShape): string {
+  return `for (var j = 0u; j < kend; j = j + ${STEP}u) {
+    ${range(STEP).map((u) => `${coopLoad(g, 'k', `k${u}_`, `row_k(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${coopLoad(g, 'v', `v${u}_`, `row_v(b, h, min(j + ${u}u, P.tk - 1u))`)}
+    ${shareRow(g, `k${u}_`, `kq${u}_`)}
+    ${shareRow(g, `v${u}_`, `vq${u}_`)}`).join('\n    ')}`;
+}
+
 /** Forward: each lane owns `rows` queries; keys and values stream through the subgroup (online softmax). */
 function forwardSubgroupSource(g: SubgroupShape): KernelSource {
   const { d, s } = g;
@@ -298,11 +310,7 @@ ${SG_HEAD(g)}
   ${zeroRow(g, `a${r}_`)}
   var mx${r} = -inf_f32();
   var l${r} = 0.0;`)}
-  for (var j = 0u; j < kend; j = j + ${STEP}u) {
-    ${range(STEP).map((u) => `${coopLoad(g, 'k', `k${u}_`, `row_k(b, h, min(j + ${u}u, P.tk - 1u))`)}
-    ${coopLoad(g, 'v', `v${u}_`, `row_v(b, h, min(j + ${u}u, P.tk - 1u))`)}
-    ${shareRow(g, `k${u}_`, `kq${u}_`)}
-    ${shareRow(g, `v${u}_`, `vq${u}_`)}`).join('\n    ')}
+  ${keyValueLoop(g)}
     ${perRow(g, (r) => `{
       ${range(STEP).map((u) => `let ok${u} = i32(j + ${u}u) <= last${r};
       let s${u} = select(-inf_f32(), ${dot(d, `q${r}_`, `kq${u}_`)}, ok${u});`).join('\n      ')}
@@ -419,11 +427,7 @@ ${SG_HEAD(g)}
   ${zeroRow(g, `dq${r}_`)}
   let li${r} = load_lse(P.lse_o + bh * P.tq + ic${r});
   let di${r} = load_dd(bh * P.tq + ic${r});`)}
-  for (var j = 0u; j < kend; j = j + ${STEP}u) {
-    ${range(STEP).map((u) => `${coopLoad(g, 'k', `k${u}_`, `row_k(b, h, min(j + ${u}u, P.tk - 1u))`)}
-    ${coopLoad(g, 'v', `v${u}_`, `row_v(b, h, min(j + ${u}u, P.tk - 1u))`)}
-    ${shareRow(g, `k${u}_`, `kq${u}_`)}
-    ${shareRow(g, `v${u}_`, `vq${u}_`)}`).join('\n    ')}
+  ${keyValueLoop(g)}
     ${perRow(g, (r) => `{
       ${range(STEP).map((u) => `let ok${u} = i32(j + ${u}u) <= last${r};
       let p${u} = select(0.0, exp(${dot(d, `q${r}_`, `kq${u}_`)} * P.scale - li${r}), ok${u});
