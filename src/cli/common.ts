@@ -1,9 +1,10 @@
 // Options and steps the commands share.
 
-import { TOKENIZER_NAMES } from '../data/tokenizer.js';
+import { TOKENIZER_NAMES, loadTokenizer, type Tokenizer, type TokenizerName } from '../data/tokenizer.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
 import { describeSelection, selectBackend, type SelectedBackend } from '../train/select-backend.js';
-import type { OptionSpec } from './args.js';
+import type { OpenedModel } from '../train/model-dir.js';
+import { UsageError, shortUsage, type CommandSpec, type OptionSpec } from './args.js';
 import type { OutputStream } from './progress.js';
 
 export const HELP_OPTION: OptionSpec = { name: 'help', short: 'h', type: 'flag', help: 'show this help' };
@@ -23,4 +24,21 @@ export async function useBackend(choice: BackendChoice, err: OutputStream): Prom
   const selected = await selectBackend(choice);
   err.write(`${describeSelection(selected)}\n`);
   return selected;
+}
+
+/** The tokenizer of an opened model: --tokenizer, else the model's own; its vocabulary must be the model's. */
+export async function modelTokenizer(requested: TokenizerName | undefined, opened: OpenedModel, spec: CommandSpec): Promise<Tokenizer> {
+  const vocab = opened.model.config.vocabSize;
+  const name = requested ?? opened.tokenizer;
+  if (!name) throw new UsageError(`option --tokenizer is needed: the model's vocabulary of ${vocab} tokens matches no known tokenizer`, shortUsage(spec));
+  const tokenizer = await loadTokenizer(name);
+  if (tokenizer.vocabSize !== vocab) {
+    throw new UsageError(`option --tokenizer: the ${name} tokenizer has ${tokenizer.vocabSize} tokens, the model ${vocab}`, shortUsage(spec));
+  }
+  return tokenizer;
+}
+
+/** "DIR (step N)": where an opened model's weights came from. */
+export function describeOpened(opened: OpenedModel): string {
+  return `${opened.dir}${opened.step !== null ? ` (step ${opened.step})` : ''}`;
 }

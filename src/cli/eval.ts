@@ -3,13 +3,13 @@
 import { parsePolicy } from '../amp/policy.js';
 import { evalBatches } from '../data/batches.js';
 import { loadTokenizedSplits } from '../data/cache.js';
-import { loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
+import type { TokenizerName } from '../data/tokenizer.js';
 import type { BackendChoice } from '../train/config.js';
 import { evaluateLoss } from '../train/evaluate.js';
 import { inspectModelDir, openModelDir } from '../train/model-dir.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
-import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, useBackend } from './common.js';
+import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
 import { parsePrecision } from './train.js';
 
@@ -46,12 +46,7 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
   const probe = await openModelDir(info, { backend: selected.backend, dtype: policy.params as 'float32' | 'float16' | 'bfloat16' });
   const { model } = probe;
   try {
-    const tokenizerName = (v.tokenizer as TokenizerName | undefined) ?? probe.tokenizer;
-    if (!tokenizerName) throw new UsageError(`option --tokenizer is needed: the model's vocabulary of ${model.config.vocabSize} tokens matches no known tokenizer`, shortUsage(EVAL_SPEC));
-    const tokenizer = await loadTokenizer(tokenizerName);
-    if (tokenizer.vocabSize !== model.config.vocabSize) {
-      throw new UsageError(`option --tokenizer: the ${tokenizerName} tokenizer has ${tokenizer.vocabSize} tokens, the model ${model.config.vocabSize}`, shortUsage(EVAL_SPEC));
-    }
+    const tokenizer = await modelTokenizer(v.tokenizer as TokenizerName | undefined, probe, EVAL_SPEC);
     const dataSpec = (v.data as string | undefined) ?? run?.data ?? undefined;
     const batchSize = (v['batch-size'] as number | undefined) ?? run?.batchSize ?? 8;
     const blockSize = (v['block-size'] as number | undefined) ?? run?.blockSize ?? Math.min(256, model.config.blockSize);
@@ -61,7 +56,7 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
     }
     const data = await loadTokenizedSplits({ data: dataSpec, tokenizer });
     const batches = evalBatches(data.validation, { batchSize, blockSize, steps, split: 'validation' });
-    err.write(`model: ${probe.dir}${probe.step !== null ? ` (step ${probe.step})` : ''}, precision ${policy.name}\n`);
+    err.write(`model: ${describeOpened(probe)}, precision ${policy.name}\n`);
     err.write(`data: ${data.source}: ${steps} batches of ${batchSize} x ${blockSize} tokens from the validation split\n`);
     const r = await evaluateLoss(model, batches, { policy, batchSize, blockSize, tokenizer: tokenizer.name });
     if (v.json) {

@@ -1,12 +1,12 @@
 // `mixprec generate`: samples text from a checkpoint (or any GPT-2 directory).
 
-import { loadTokenizer, type TokenizerName } from '../data/tokenizer.js';
+import type { TokenizerName } from '../data/tokenizer.js';
 import type { BackendChoice } from '../train/config.js';
 import { openModelDir } from '../train/model-dir.js';
 import { SAMPLE_PRECISIONS, sampleText, type SamplePrecision } from '../train/sample.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
-import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, useBackend } from './common.js';
+import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
 
 export const GENERATE_SPEC: CommandSpec = {
@@ -38,15 +38,10 @@ export async function generateCommand(argv: readonly string[], out: OutputStream
   const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend });
   const { model } = opened;
   try {
-    const tokenizerName = (v.tokenizer as TokenizerName | undefined) ?? opened.tokenizer;
-    if (!tokenizerName) throw new UsageError(`option --tokenizer is needed: the model's vocabulary of ${model.config.vocabSize} tokens matches no known tokenizer`, shortUsage(GENERATE_SPEC));
-    const tokenizer = await loadTokenizer(tokenizerName);
-    if (tokenizer.vocabSize !== model.config.vocabSize) {
-      throw new UsageError(`option --tokenizer: the ${tokenizerName} tokenizer has ${tokenizer.vocabSize} tokens, the model ${model.config.vocabSize}`, shortUsage(GENERATE_SPEC));
-    }
+    const tokenizer = await modelTokenizer(v.tokenizer as TokenizerName | undefined, opened, GENERATE_SPEC);
     const prompt = v.prompt as string;
     if (prompt.length === 0) throw new UsageError('option --prompt: the prompt is empty (give at least one character)', shortUsage(GENERATE_SPEC));
-    err.write(`model: ${opened.dir}${opened.step !== null ? ` (step ${opened.step})` : ''}, sampling in ${v.precision}\n`);
+    err.write(`model: ${describeOpened(opened)}, sampling in ${v.precision}\n`);
     const text = await sampleText(model, tokenizer, prompt, {
       maxNewTokens: v['max-new-tokens'] as number,
       temperature: v.temperature as number,
