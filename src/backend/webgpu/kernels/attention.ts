@@ -47,6 +47,11 @@ function headMode(v: View, L: HeadLayout, d: number): WriteMode {
   return even ? 'owned' : 'atomic';
 }
 
+/** layoutParams of each named operand, in order. */
+function headParams(...names: string[]): [string, 'u32'][] {
+  return names.flatMap(layoutParams);
+}
+
 function layoutParams(name: string): [string, 'u32'][] {
   return [[`${name}_o`, 'u32'], [`${name}_b`, 'u32'], [`${name}_h`, 'u32'], [`${name}_t`, 'u32']];
 }
@@ -111,7 +116,7 @@ function forwardSource(d: number, wg: number, bk: number, unroll: boolean): Kern
   const hd = unroll ? `${d}u` : 'P.hd';
   return {
     key: `attention:${d}:${wg}:${bk}:${unroll}`,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'o'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'o')}
 ${LAST_KEY}
 var<workgroup> ks: array<f32, ${bk * d}>;
@@ -299,7 +304,7 @@ function forwardSubgroupSource(g: SubgroupShape): KernelSource {
   return {
     key: `attentionSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'o'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'o')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
@@ -337,7 +342,7 @@ ${SG_HEAD(g)}
 function deltaSource(): KernelSource {
   return {
     key: 'attentionDelta',
-    params: [['hd', 'u32'], ['n', 'u32'], ['heads', 'u32'], ['tq', 'u32'], ...layoutParams('o'), ...layoutParams('go')],
+    params: [['hd', 'u32'], ['n', 'u32'], ['heads', 'u32'], ['tq', 'u32'], ...headParams('o', 'go')],
     body: () => `${rowFns('o', 'go')}
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat_id(gid, nwg, 64u);
@@ -360,8 +365,7 @@ function backwardKVSubgroupSource(g: SubgroupShape): KernelSource {
   return {
     key: `attentionBackwardKVSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
-      ...layoutParams('go'), ...layoutParams('gk'), ...layoutParams('gv'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'go', 'gk', 'gv'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'go', 'gk', 'gv')}
 ${SG_HEAD(g)}
   ${perRow(g, (r) => `let j${r} = r0 + ${r * s}u + sl;
@@ -413,8 +417,7 @@ function backwardQSubgroupSource(g: SubgroupShape): KernelSource {
   return {
     key: `attentionBackwardQSG:${d}:${s}:${g.rows}:${g.quads}`,
     subgroups: true,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'),
-      ...layoutParams('go'), ...layoutParams('gq'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'go', 'gq'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'go', 'gq')}
 ${LAST_KEY}
 ${SG_HEAD(g)}
@@ -473,8 +476,7 @@ function backwardKVSource(d: number, wg: number, bq: number, unroll: boolean): K
   const hd = unroll ? `${d}u` : 'P.hd';
   return {
     key: `attentionBackwardKV:${d}:${wg}:${bq}:${unroll}`,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'),
-      ...layoutParams('go'), ...layoutParams('gk'), ...layoutParams('gv'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'o', 'go', 'gk', 'gv'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'o', 'go', 'gk', 'gv')}
 var<workgroup> qs: array<f32, ${bq * d}>;
 var<workgroup> dos: array<f32, ${bq * d}>;
@@ -553,8 +555,7 @@ function backwardQSource(d: number, wg: number, bk: number, unroll: boolean): Ke
   const hd = unroll ? `${d}u` : 'P.hd';
   return {
     key: `attentionBackwardQ:${d}:${wg}:${bk}:${unroll}`,
-    params: [...COMMON_PARAMS, ...layoutParams('q'), ...layoutParams('k'), ...layoutParams('v'), ...layoutParams('o'),
-      ...layoutParams('go'), ...layoutParams('gq'), ['lse_o', 'u32']],
+    params: [...COMMON_PARAMS, ...headParams('q', 'k', 'v', 'o', 'go', 'gq'), ['lse_o', 'u32']],
     body: () => `${rowFns('q', 'k', 'v', 'o', 'go', 'gq')}
 ${LAST_KEY}
 var<workgroup> ks: array<f32, ${bk * d}>;
