@@ -7,6 +7,7 @@
 import * as mp from '../src/index.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../src/backend/webgpu/backend.js';
 import type { View } from '../src/backend/backend.js';
+import { peerTraining } from './peers/common.js';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')) as [string, string?][]);
 const steps = +(args.steps ?? 3);
@@ -35,31 +36,14 @@ async function trainSteps(profile: boolean): Promise<void> {
   const gpu: WebGPUBackend = await createWebGPUBackend({ profile });
   mp.setBackend(gpu);
   const V = 256, T = 128, L = 4, H = 4, D = 128, B = 16;
-  const policy = mp.parsePolicy(precision);
-  // The peer-comparison workload: its initialisation, and weight decay on matrices only (two parameter groups).
-  const model = new mp.GPT({ vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: D, dropout: 0, bias: true }, { backend: gpu, init: 'gpt-mini' });
-  if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
-  const named = model.namedParameters();
-  const opt = new mp.AdamW([
-    { params: named.filter(([, p]) => p.ndim >= 2).map(([, p]) => p), weightDecay: 0.1 },
-    { params: named.filter(([, p]) => p.ndim < 2).map(([, p]) => p), weightDecay: 0 },
-  ], { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8 });
-  const scaler = new mp.GradScaler({ enabled: policy.lossScaling !== 'none' });
+  // The peer-comparison workload: its initialisation, and weight decay on matrices only.
+  const { record } = peerTraining({ vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: D, dropout: 0, bias: true }, gpu, mp.parsePolicy(precision));
   const x = new Int32Array(B * T), y = new Int32Array(B * T);
   for (let i = 0; i < x.length; i++) { x[i] = (i * 37 + 11) % V; y[i] = (i * 37 + 48) % V; }
   let recordMs = 0;
   const step = async () => {
     const r0 = performance.now();
-    const loss = mp.tidy(() => {
-      const ids = mp.tensor(x, { shape: [B, T], dtype: 'int32' });
-      const targets = mp.tensor(y, { shape: [B, T], dtype: 'int32' });
-      const l = mp.withPolicy(policy, () => model.forward(ids, targets).loss!);
-      scaler.scale(l).backward();
-      scaler.step(opt);
-      scaler.update();
-      opt.zeroGrad();
-      return l;
-    });
+    const loss = record(x, y, [B, T]);
     recordMs += performance.now() - r0;
     const v = await loss.item();
     loss.dispose();
