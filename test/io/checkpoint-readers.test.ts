@@ -11,8 +11,8 @@ import { GradScaler } from '../../src/amp/grad-scaler.js';
 import { GPT, gptConfig } from '../../src/nn/gpt.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import type { BaseOptions, Optimizer } from '../../src/optim/optimizer.js';
-import { loadCheckpointModel, readCheckpoint, saveCheckpoint } from '../../src/io/checkpoint.js';
-import { openModelDir } from '../../src/train/model-dir.js';
+import { CheckpointReplacedError, loadCheckpointModel, readCheckpoint, saveCheckpoint } from '../../src/io/checkpoint.js';
+import { inspectModelDir, openModelDir } from '../../src/train/model-dir.js';
 
 let root: string;
 before(async () => {
@@ -76,3 +76,16 @@ for (const s of STATES) {
     assert.deepEqual(await listing(run), before);
   });
 }
+
+test('a checkpoint replaced by a save after it was read is not loaded as if it were the one read: openModelDir reads the new one', async () => {
+  const run = await fs.mkdtemp(path.join(root, 'run-'));
+  const dir = path.join(run, 'checkpoint');
+  await save(dir, 1);
+  const info = await inspectModelDir(run);
+  assert.equal(info.step, 1);
+  await save(dir, 2);
+  await assert.rejects(loadCheckpointModel(info.checkpoint!), CheckpointReplacedError);
+  const opened = await openModelDir(info);
+  assert.equal(opened.step, 2);
+  opened.model.dispose();
+});
