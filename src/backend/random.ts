@@ -39,9 +39,12 @@ fn random_bits(key: u32, i: u32) -> u32 { return mix32(mix32(i ^ key) + key); }
 fn bits_to_uniform(h: u32) -> f32 { return (f32(h >> 9u) + 0.5) / 8388608.0; }
 `;
 
+/** Counters per key (32-bit counters). */
+const EPOCH = 2 ** 32;
+
 export interface GeneratorState {
   seed: number;
-  /** Number of values drawn so far. */
+  /** Position in the stream: values drawn so far, plus any skipped to start a reservation at a new epoch. */
   offset: number;
 }
 
@@ -66,14 +69,21 @@ export class Generator {
     this.key = streamKey(s.seed);
   }
 
-  /** Reserves `n` counters and returns the key and first counter, for kernels that draw on the device. */
+  /**
+   * Reserves `n` counters and returns the key and first counter, for kernels that
+   * draw on the device: the counters are `start` to `start + n - 1`, all below 2^32.
+   */
   reserve(n: number): { key: number; start: number } {
-    const start = this.offset;
-    this.offset += n;
-    // Counters are 32-bit; past 2^32 values the key is re-derived, so the stream continues without repeating.
-    const epoch = Math.floor(start / 2 ** 32);
+    if (!Number.isSafeInteger(n) || n < 0 || n > EPOCH) throw new RangeError(`Generator.reserve: cannot reserve ${n} counters (0 to 2^32 at a time)`);
+    // Counters are 32-bit, so the stream is cut into epochs of 2^32 values, each
+    // with its own key. A reservation that would cross into the next epoch starts
+    // at that epoch instead: wrapping to counter 0 would repeat this epoch's values.
+    let start = this.offset;
+    if (n > 0 && Math.floor(start / EPOCH) !== Math.floor((start + n - 1) / EPOCH)) start = Math.ceil(start / EPOCH) * EPOCH;
+    this.offset = start + n;
+    const epoch = Math.floor(start / EPOCH);
     const key = epoch === 0 ? this.key : streamKey((this.seed + Math.imul(epoch, 0x632be5ab)) >>> 0);
-    return { key, start: start % 2 ** 32 };
+    return { key, start: start % EPOCH };
   }
 
   /** `n` uniform values in (0, 1). */

@@ -120,28 +120,33 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Brings `dir` back to a complete state after a crash during `replaceDirectoryAtomic`.
- * The rule:
- *  - if `dir` exists it is complete (it is only ever created by a rename of a
- *    finished directory) and it wins: every staged sibling is deleted;
- *  - if `dir` is missing, the crash fell between setting the old content aside
- *    and moving the new one in: the newest `ready` sibling (complete) becomes
- *    `dir`, or failing that the newest `old` sibling is put back; the rest is deleted.
- * `partial` siblings are never used. Returns the path moved into `dir`, if any.
+ * Where the complete content of `dir` is now, without changing anything (for
+ * readers): `dir` itself if it exists, since it is only ever created by a rename
+ * of a finished directory; else, after a crash or during a swap, the newest
+ * `ready` sibling, or failing that the newest `old` one; undefined if none.
+ * This is what `recoverDirectory` moves into `dir`.
+ */
+export async function currentDirectory(dir: string): Promise<string | undefined> {
+  if (await exists(dir)) return dir;
+  const staged = await stageSiblings(dir);
+  return staged.ready.at(-1) ?? staged.old.at(-1);
+}
+
+/**
+ * Brings `dir` back to a complete state after a crash during `replaceDirectoryAtomic`
+ * (for the writer only: it moves and deletes). `dir` keeps or receives the content
+ * `currentDirectory(dir)` names; every other staged sibling (`partial` ones are
+ * never used) is deleted. Returns the path moved into `dir`, if any.
  */
 export async function recoverDirectory(dir: string): Promise<string | undefined> {
+  const current = await currentDirectory(dir);
+  const restored = current === dir ? undefined : current;
+  if (restored !== undefined) {
+    await rename(restored, dir);
+    await syncDirectory(dirname(dir));
+  }
   const staged = await stageSiblings(dir);
-  let restored: string | undefined;
-  if (!(await exists(dir))) {
-    restored = staged.ready.at(-1) ?? staged.old.at(-1);
-    if (restored !== undefined) {
-      await rename(restored, dir);
-      await syncDirectory(dirname(dir));
-    }
-  }
-  for (const path of [...staged.partial, ...staged.ready, ...staged.old]) {
-    if (path !== restored) await rm(path, { recursive: true, force: true });
-  }
+  for (const path of [...staged.partial, ...staged.ready, ...staged.old]) await rm(path, { recursive: true, force: true });
   return restored;
 }
 

@@ -12,10 +12,14 @@
 //                                    other file; written last
 //
 // The directory is replaced as a whole (replaceDirectoryAtomic), so a crash during
-// a save leaves the previous checkpoint; loading runs recoverDirectory first and
-// checks every file against the digests, so damage is reported, never trained on.
+// a save leaves the previous checkpoint, which the next save puts back in place.
+// Reading never changes the disk (a training run may be saving while `mixprec
+// eval` reads): it finds the complete checkpoint where a crash or a save in
+// progress left it, reads it again if a save replaced it meanwhile, and checks
+// every file against the digests, so damage is reported, never trained on.
 
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
@@ -24,7 +28,7 @@ import type { FloatDType } from '../dtype/dtype.js';
 import type { GradScaler, GradScalerState } from '../amp/grad-scaler.js';
 import type { GPT } from '../nn/gpt.js';
 import type { BaseOptions, Optimizer } from '../optim/optimizer.js';
-import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic } from './atomic.js';
+import { currentDirectory, replaceDirectoryAtomic, writeFileAtomic } from './atomic.js';
 import { CONFIG_FILE, WEIGHTS_FILE, loadGPT2, saveGPT2 } from './gpt2.js';
 import { SafetensorsReader, toSafetensorsDType, writeSafetensors } from './safetensors.js';
 
@@ -38,12 +42,22 @@ export const CHECKPOINT_VERSION = 1;
 /** Files covered by the digests in trainer_state.json, in the order they are checked. */
 const DIGESTED_FILES = [CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_STATE_FILE, OPTIMIZER_META_FILE, SCALER_FILE];
 const MAX_JSON_BYTES = 1 << 26;
+/** Reads of a checkpoint that concurrent saves keep replacing, before giving up. */
+const MAX_READ_ATTEMPTS = 5;
 
 /** A checkpoint that cannot be written or read; names the file and what is wrong with it. */
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
   constructor(readonly file: string, readonly fault: string, options?: { cause?: unknown }) {
     super(`checkpoint ${file}: ${fault}`, options);
+  }
+}
+
+/** A checkpoint that a save replaced while it was being read; reading it again gets the new one. */
+export class CheckpointReplacedError extends CheckpointError {
+  override name = 'CheckpointReplacedError';
+  constructor(dir: string, options?: { cause?: unknown }) {
+    super(dir, 'was replaced by a newer save while it was being read', options);
   }
 }
 
@@ -131,7 +145,10 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
 
 /** A checkpoint directory whose files were found complete and intact. */
 export interface Checkpoint {
+  /** Where its files were read: the checkpoint directory, or the staged copy a save in progress left. */
   dir: string;
+  /** Which save this is: the identity of its trainer_state.json (each save writes a new file). */
+  save: string;
   state: TrainerState;
   optimizer: OptimizerMeta;
   scaler: ScalerFile;
@@ -198,28 +215,48 @@ function checkScaler(file: string, s: Record<string, unknown>): ScalerFile {
   return s as unknown as ScalerFile;
 }
 
-/** Whether `dir` looks like a training checkpoint (it has trainer_state.json). */
+/** Identifies the save in `dir` (null if there is none): every save writes a new trainer_state.json. */
+async function saveIdentity(dir: string): Promise<string | null> {
+  const s = await stat(join(dir, TRAINER_STATE_FILE), { bigint: true }).catch(() => null);
+  return s && `${s.dev}:${s.ino}:${s.mtimeNs}:${s.size}`;
+}
+
+/** Whether `dir` holds a training checkpoint (trainer_state.json), complete or left staged by a save in progress. */
 export async function isCheckpointDir(dir: string): Promise<boolean> {
-  return stat(join(dir, TRAINER_STATE_FILE)).then((s) => s.isFile(), () => false);
+  const source = await currentDirectory(dir).catch(() => undefined);
+  return source !== undefined && stat(join(source, TRAINER_STATE_FILE)).then((s) => s.isFile(), () => false);
 }
 
 /**
- * Opens the checkpoint in `dir`: finishes or undoes an interrupted save
- * (recoverDirectory), then reads and validates the JSON files and checks every
- * file's size and SHA-256 against trainer_state.json. Throws CheckpointError
- * naming the file and the fault.
+ * Opens the checkpoint in `dir` without changing anything on disk: reads the
+ * complete checkpoint (where an interrupted or ongoing save left it, see
+ * currentDirectory), validates the JSON files and checks every file's size and
+ * SHA-256 against trainer_state.json. A save that replaces the checkpoint
+ * meanwhile makes it read again. Throws CheckpointError naming the file and the fault.
  */
 export async function readCheckpoint(dir: string): Promise<Checkpoint> {
-  try {
-    await recoverDirectory(dir);
-  } catch (err) {
-    throw new CheckpointError(dir, `could not recover from an interrupted save (${(err as Error).message})`);
+  for (let attempt = 1; ; attempt++) {
+    const source = (await currentDirectory(dir).catch(() => undefined)) ?? dir;
+    const save = await saveIdentity(source);
+    let fault: unknown;
+    try {
+      const ckpt = await readCheckpointAt(source, save);
+      if ((await saveIdentity(source)) === save) return ckpt;
+    } catch (err) {
+      fault = err;
+    }
+    if (save !== null && (await saveIdentity(source)) === save) throw fault; // a fault of the checkpoint itself
+    if (attempt === MAX_READ_ATTEMPTS) throw fault ?? new CheckpointReplacedError(dir);
+    await sleep(10 * attempt);
   }
+}
+
+async function readCheckpointAt(dir: string, save: string | null): Promise<Checkpoint> {
   const dirStat = await stat(dir).catch(() => null);
   if (!dirStat) throw new CheckpointError(dir, 'does not exist');
   if (!dirStat.isDirectory()) throw new CheckpointError(dir, 'is not a directory');
   const stateFile = join(dir, TRAINER_STATE_FILE);
-  if (!(await isCheckpointDir(dir))) {
+  if (save === null) {
     throw new CheckpointError(dir, `has no ${TRAINER_STATE_FILE}: not a training checkpoint (a plain GPT-2 directory can be used with --init-from)`);
   }
   const state = checkTrainerState(stateFile, await readJson(stateFile));
@@ -239,12 +276,25 @@ export async function readCheckpoint(dir: string): Promise<Checkpoint> {
   const optimizer = checkOptimizerMeta(join(dir, OPTIMIZER_META_FILE), await readJson(join(dir, OPTIMIZER_META_FILE)));
   const scaler = checkScaler(join(dir, SCALER_FILE), await readJson(join(dir, SCALER_FILE)));
   const { format: _f, version: _v, files: _files, ...rest } = state;
-  return { dir, state: rest, optimizer, scaler };
+  return { dir, save, state: rest, optimizer, scaler };
 }
 
-/** The checkpoint's model (loadGPT2 of its directory). */
+/**
+ * The checkpoint's model (loadGPT2 of its directory). Throws CheckpointReplacedError
+ * if a save replaced the checkpoint while it was loaded (read it again then).
+ */
 export async function loadCheckpointModel(ckpt: Checkpoint, opts: { backend?: Backend | string; dtype?: FloatDType } = {}): Promise<GPT> {
-  const model = await loadGPT2(ckpt.dir, { backend: opts.backend, dtype: opts.dtype });
+  let model: GPT;
+  try {
+    model = await loadGPT2(ckpt.dir, { backend: opts.backend, dtype: opts.dtype });
+  } catch (err) {
+    if ((await saveIdentity(ckpt.dir)) !== ckpt.save) throw new CheckpointReplacedError(ckpt.dir, { cause: err });
+    throw err;
+  }
+  if ((await saveIdentity(ckpt.dir)) !== ckpt.save) {
+    model.dispose();
+    throw new CheckpointReplacedError(ckpt.dir);
+  }
   model.generator.setState(ckpt.state.rng.model);
   return model;
 }

@@ -38,8 +38,14 @@ const PREFIX = 'transformer.';
 const MASK_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 const TANH_GELU = ['gelu_new', 'gelu_pytorch_tanh'];
 const MAX_CONFIG_BYTES = 1 << 24;
-/** Bound on every size in config.json; larger values are not a real model. */
+/**
+ * Bounds on config.json's sizes. Each tensor size is then checked against the
+ * weights file before anything is allocated; n_layer also sets how many
+ * parameters are listed for that check (12 per layer), so its bound is lower:
+ * far above any GPT-2 (48 layers), far below a list that would exhaust memory.
+ */
 const MAX_DIM = 2 ** 31 - 1;
+const SIZE_LIMITS: Record<string, number> = { n_layer: 4096 };
 
 // ---- config.json ---------------------------------------------------------------
 
@@ -80,7 +86,8 @@ export function parseGPT2Config(json: Record<string, unknown>, file = CONFIG_FIL
     if (!has(k)) fail(key, 'missing required key');
     const v = json[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(k, `must be a positive integer, got ${JSON.stringify(v)}`);
-    if ((v as number) > MAX_DIM) fail(k, `${v} is absurdly large (limit ${MAX_DIM})`);
+    const limit = SIZE_LIMITS[k] ?? MAX_DIM;
+    if ((v as number) > limit) fail(k, `${v} is absurdly large (limit ${limit})`);
     return v as number;
   };
   const prob = (key: string): number => {

@@ -8,6 +8,7 @@
 // implementation enforces: header at most 100 MB and starting with '{', every
 // tensor's byte length equal to its element count times its item size, and the
 // tensors covering the data buffer exactly, without gap, overlap or trailing bytes.
+// A name given twice in the header is refused too (JSON.parse would keep one silently).
 // Every check runs at open, so a bad file fails before any tensor is used.
 
 import { open, type FileHandle } from 'node:fs/promises';
@@ -203,6 +204,9 @@ async function readHeader(handle: FileHandle, file: string): Promise<Safetensors
     throw new SafetensorsError(file, `header is not valid JSON: ${(err as Error).message}`, undefined, { cause: err });
   }
 
+  const duplicate = duplicateKey(text, Object.keys(json).length);
+  if (duplicate !== undefined) throw new SafetensorsError(file, 'appears twice in the header (which entry is meant is ambiguous)', duplicate);
+
   const dataStart = 8 + headerLength;
   const dataLength = fileSize - dataStart;
   let metadata: Record<string, string> = {};
@@ -237,6 +241,31 @@ async function readHeader(handle: FileHandle, file: string): Promise<Safetensors
 
   const tensors = entries.map(({ name, dtype, shape, byteOffset, byteLength }) => ({ name, dtype, shape, byteOffset, byteLength }));
   return { file, headerLength, dataStart, metadata, tensors };
+}
+
+/**
+ * The first key that the valid JSON object `text` holds twice, if any: JSON.parse
+ * keeps only the last of the two, silently. `distinct` is the parsed object's key
+ * count; when the text has as many keys, there is no duplicate to look for.
+ */
+function duplicateKey(text: string, distinct: number): string | undefined {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      let next = end + 1;
+      while (' \t\n\r'.includes(text[next]!)) next++;
+      if (depth === 1 && text[next] === ':') keys.push(JSON.parse(text.slice(i, end + 1)) as string);
+      i = end;
+    } else if (ch === '{' || ch === '[') depth++;
+    else if (ch === '}' || ch === ']') depth--;
+  }
+  if (keys.length === distinct) return undefined;
+  const seen = new Set<string>();
+  return keys.find((k) => seen.has(k) || !seen.add(k));
 }
 
 function parseMetadata(file: string, value: unknown): Record<string, string> {

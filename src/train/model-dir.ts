@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import type { Backend } from '../backend/backend.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import type { GPT } from '../nn/gpt.js';
-import { CheckpointError, isCheckpointDir, loadCheckpointModel, readCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import { CheckpointError, CheckpointReplacedError, isCheckpointDir, loadCheckpointModel, readCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { CONFIG_FILE, loadGPT2 } from '../io/gpt2.js';
 import type { TokenizerName } from '../data/tokenizer.js';
 import { resolveTrainConfig, type TrainConfig } from './config.js';
@@ -27,15 +27,19 @@ export interface OpenedModel {
 /** The checkpoint directory for a run directory or a checkpoint directory; else the directory itself. */
 export async function resolveModelDir(path: string): Promise<{ dir: string; training: boolean }> {
   const dir = resolve(path);
+  // Checked first: a checkpoint directory is briefly absent while a save swaps it in.
+  if (await isCheckpointDir(dir)) return { dir, training: true };
   const s = await stat(dir).catch(() => null);
   if (!s) throw new CheckpointError(dir, 'does not exist');
   if (!s.isDirectory()) throw new CheckpointError(dir, 'is not a directory');
-  if (await isCheckpointDir(dir)) return { dir, training: true };
   const inner = join(dir, CHECKPOINT_DIR);
   if (await isCheckpointDir(inner)) return { dir: inner, training: true };
   if (await stat(join(dir, CONFIG_FILE)).then(() => true, () => false)) return { dir, training: false };
   throw new CheckpointError(dir, `holds neither a training checkpoint (${CHECKPOINT_DIR}/trainer_state.json) nor a GPT-2 model (${CONFIG_FILE})`);
 }
+
+/** Loads of a checkpoint that concurrent saves keep replacing, before giving up. */
+const MAX_LOAD_ATTEMPTS = 5;
 
 function tokenizerForVocab(vocabSize: number): TokenizerName | null {
   return vocabSize === 256 ? 'byte' : vocabSize === 50257 ? 'gpt2' : null;
@@ -61,8 +65,17 @@ export async function inspectModelDir(path: string): Promise<ModelDirInfo> {
 
 /** Loads the model of a run, checkpoint or GPT-2 directory (inspected first, or given by path). */
 export async function openModelDir(target: string | ModelDirInfo, opts: { backend?: Backend; dtype?: FloatDType } = {}): Promise<OpenedModel> {
-  const info = typeof target === 'string' ? await inspectModelDir(target) : target;
-  const model = info.checkpoint ? await loadCheckpointModel(info.checkpoint, opts) : await loadGPT2(info.dir, opts);
+  let info = typeof target === 'string' ? await inspectModelDir(target) : target;
+  let model: GPT | undefined;
+  // A run that is still training may replace its checkpoint while it is loaded: then the newer one is read.
+  for (let attempt = 1; !model; attempt++) {
+    try {
+      model = info.checkpoint ? await loadCheckpointModel(info.checkpoint, opts) : await loadGPT2(info.dir, opts);
+    } catch (err) {
+      if (!(err instanceof CheckpointReplacedError) || attempt === MAX_LOAD_ATTEMPTS) throw err;
+      info = await inspectModelDir(info.dir);
+    }
+  }
   const tokenizer = info.config?.tokenizer ?? tokenizerForVocab(model.config.vocabSize);
   return { model, dir: info.dir, config: info.config, step: info.step, tokenizer };
 }

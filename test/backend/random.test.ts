@@ -39,6 +39,18 @@ describe('counter-based Generator', () => {
     assert.equal(a.key, streamKey(5));
   });
 
+  it('a reservation that would cross 2^32 counters starts the next epoch, so no value of the stream repeats', () => {
+    const g = new Generator(5, 2 ** 32 - 3);
+    const across = [...g.uniform(8)];
+    assert.equal(g.state().offset, 2 ** 32 + 8);
+    const epochStart = [...new Generator(5, 0).uniform(8)];
+    assert.deepEqual(across.filter((x) => epochStart.includes(x)), [], 'values of counters 0.. of the first epoch drawn again');
+    assert.deepEqual(across, [...new Generator(5, 2 ** 32).uniform(8)]);
+    const r = new Generator(9, 3 * 2 ** 32 - 1).reserve(2);
+    assert.equal(r.start, 0, 'the reservation fits below 2^32');
+    assert.throws(() => new Generator(0).reserve(2 ** 32 + 1), RangeError);
+  });
+
   it('uniform values lie strictly inside (0, 1), with the extremes of bitsToUniform too', () => {
     const u = Array.from(new Generator(1).uniform(100000));
     assert.ok(u.every((x) => x > 0 && x < 1));

@@ -108,7 +108,7 @@ test('a save that fails part-way leaves the previous checkpoint intact and no pa
   a.model.dispose();
 });
 
-test('a crash between setting the old checkpoint aside and moving the new one in is recovered on load', async () => {
+test('a crash between setting the old checkpoint aside and moving the new one in is read as is, and recovered by the next save', async () => {
   const dir = fresh();
   const a = await trained(1);
   await saveCheckpoint(dir, a);
@@ -117,7 +117,9 @@ test('a crash between setting the old checkpoint aside and moving the new one in
   await fs.mkdir(`${dir}.~partial-0000000000002-1-abcd`);
   const ckpt = await readCheckpoint(dir);
   assert.equal(ckpt.state.step, 1);
+  await saveCheckpoint(dir, { ...a, state: { ...a.state, step: 2 } });
   assert.deepEqual((await fs.readdir(root)).filter((n) => n.startsWith(path.basename(dir))), [path.basename(dir)]);
+  assert.equal((await readCheckpoint(dir)).state.step, 2);
   a.model.dispose();
 });
 

@@ -365,6 +365,17 @@ describe('malformed files', () => {
     await assertBadFile(path, ['does not match dtype F64'], 'w');
   });
 
+  it('rejects a tensor name given twice, which JSON.parse would resolve silently', async () => {
+    // The second entry alone would make a valid file: the first is the one JSON.parse drops.
+    const twice = `{"w": ${JSON.stringify(f32Entry(0, 4))}, "a": ${JSON.stringify(f32Entry(0, 8))},\n "w" : ${JSON.stringify(f32Entry(8, 16))}}`;
+    await assertBadFile(await writeRaw(rawFile(twice, new Uint8Array(16))), ['appears twice in the header'], 'w');
+    // Names inside entries and escaped quotes in names are not keys of the header.
+    const fine = `{"a\\"b": ${JSON.stringify(f32Entry(0, 4))}, "__metadata__": {"a\\"b": "x", "dtype": "y"}}`;
+    const reader = await SafetensorsReader.open(await writeRaw(rawFile(fine, new Uint8Array(4))));
+    assert.deepEqual(reader.names(), ['a"b']);
+    await reader.close();
+  });
+
   it('rejects trailing bytes not covered by any tensor', async () => {
     const path = await writeRaw(rawFile({ a: f32Entry(0, 8) }, new Uint8Array(11)));
     await assertBadFile(path, ['3 trailing bytes after offset 8', 'not covered by any tensor']);
