@@ -10,6 +10,7 @@
 import type { Backend, HostArray } from '../backend/backend.js';
 import { Generator, mix32 } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
+import { sizeOf } from '../dtype/shape.js';
 import { noGrad } from '../autograd/backward.js';
 import { arange, tensor } from '../tensor/creation.js';
 import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, dense, slice } from '../tensor/ops.js';
@@ -116,7 +117,7 @@ export function parameterShapes(config: GPTConfig): [string, number[]][] {
 
 /** Number of parameters (the tied head counted once), without allocating the model. */
 export function countParameters(config: GPTConfig): number {
-  return parameterShapes(config).reduce((n, [, s]) => n + s.reduce((a, d) => a * d, 1), 0);
+  return parameterShapes(config).reduce((n, [, s]) => n + sizeOf(s), 0);
 }
 
 // ---- the model ----------------------------------------------------------------

@@ -24,6 +24,7 @@
 import type { Strided, View } from '../../backend.js';
 import { BackendError } from '../../backend.js';
 import { collapse, type Operand } from '../../cpu/strided.js';
+import { sizeOf } from '../../../dtype/shape.js';
 import type { Arg, Runtime } from '../runtime.js';
 import { is16Bit, type Access, type WriteMode } from '../storage.js';
 
@@ -79,8 +80,7 @@ function kindOf(strides: readonly number[], cs: readonly number[]): Kind {
 type Walk = 'quads' | 'words' | 'scatter';
 
 export function elementwise(rt: Runtime, e: Elementwise): void {
-  let n = 1;
-  for (const d of e.shape) n *= d;
+  const n = sizeOf(e.shape);
   if (n === 0) return;
   const inputs = e.inputs ?? [];
   const aux = e.aux ?? [];
