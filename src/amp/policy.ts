@@ -8,9 +8,11 @@ import { parseDType, type DType } from '../dtype/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { to } from '../tensor/ops.js';
 import { autocast } from './autocast.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
-export class PolicyError extends Error {
+export class PolicyError extends MixprecError {
   override name = 'PolicyError';
+  override readonly code: ErrorCode = 'POLICY_INVALID';
 }
 
 export type LossScaling = 'dynamic' | 'none' | number;

@@ -27,6 +27,7 @@ import type { BaseOptions, Optimizer } from '../optim/optimizer.js';
 import { recoverDirectory, replaceDirectoryAtomic, writeFileAtomic } from './atomic.js';
 import { CONFIG_FILE, WEIGHTS_FILE, loadGPT2, saveGPT2 } from './gpt2.js';
 import { SafetensorsReader, toSafetensorsDType, writeSafetensors } from './safetensors.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
 export const OPTIMIZER_META_FILE = 'optimizer.json';
@@ -40,8 +41,9 @@ const DIGESTED_FILES = [CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_STATE_FILE, OPTIMIZ
 const MAX_JSON_BYTES = 1 << 26;
 
 /** A checkpoint that cannot be written or read; names the file and what is wrong with it. */
-export class CheckpointError extends Error {
+export class CheckpointError extends MixprecError {
   override name = 'CheckpointError';
+  override readonly code: ErrorCode = 'CHECKPOINT_INVALID';
   constructor(readonly file: string, readonly fault: string, options?: { cause?: unknown }) {
     super(`checkpoint ${file}: ${fault}`, options);
   }

@@ -15,6 +15,7 @@ import { decode16 } from '../dtype/codec.js';
 import { sizeOf } from '../dtype/shape.js';
 import type { DType } from '../dtype/dtype.js';
 import { writeAll, writeFileAtomic } from './atomic.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64' | 'U8' | 'BOOL';
 
@@ -71,8 +72,9 @@ const ARRAY_TYPE: Record<SafetensorsDType, ArrayType> = {
   BOOL: { name: 'Uint8Array', is: (d) => d instanceof Uint8Array, make: (b) => new Uint8Array(b) },
 };
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends MixprecError {
   override name = 'SafetensorsError';
+  override readonly code: ErrorCode = 'SAFETENSORS_INVALID';
   /**
    * @param file the file read or written
    * @param fault what is wrong, in words

@@ -19,6 +19,7 @@ import { fmtShape } from '../tensor/errors.js';
 import { autocast, autocastDtype, type AutocastDType } from '../amp/autocast.js';
 import { KVCache } from './kv-cache.js';
 import { Dropout, Embedding, LayerNorm, Linear, Module, resolveBackend, type ParameterOptions } from './module.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export { KVCache, KVCacheError, type KVCacheOptions } from './kv-cache.js';
 
@@ -39,13 +40,15 @@ export interface GPTConfig {
   layerNormEps?: number;
 }
 
-export class GPTConfigError extends Error {
+export class GPTConfigError extends MixprecError {
   override name = 'GPTConfigError';
+  override readonly code: ErrorCode = 'GPT_CONFIG_INVALID';
 }
 
 /** Bad arguments to generate (or to a forward over a key/value cache), or logits that cannot be sampled. */
-export class GenerationError extends Error {
+export class GenerationError extends MixprecError {
   override name = 'GenerationError';
+  override readonly code: ErrorCode = 'GENERATION_INVALID';
 }
 
 const base = { dropout: 0, bias: true };

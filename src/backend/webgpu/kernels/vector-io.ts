@@ -21,6 +21,7 @@
 // every branch of every store would run under a mask.
 
 import type { FloatDType } from '../../../dtype/dtype.js';
+import { MixprecError, type ErrorCode } from '../../../errors.js';
 
 export type OperandDType = Exclude<FloatDType, 'float64'>;
 export type OperandLayout = 'scalar' | 'vec4' | 'words' | 'atomic-words';
@@ -38,8 +39,9 @@ export interface OperandSpec {
 }
 
 
-export class OperandLayoutError extends Error {
+export class OperandLayoutError extends MixprecError {
   override name = 'OperandLayoutError';
+  override readonly code: ErrorCode = 'OPERAND_LAYOUT_INVALID';
 }
 
 function packed(spec: OperandSpec): boolean {
