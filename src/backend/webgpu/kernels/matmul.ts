@@ -29,7 +29,7 @@
 /// <reference types="@webgpu/types" />
 
 import { declareOperand, operandUsesF16, type OperandDType, type OperandLayout } from './vector-io.js';
-import { WGSL_NARROW_16 } from '../storage.js';
+import { WGSL_NARROW_16 } from './wgsl-helpers.js';
 import { MixprecError, type ErrorCode } from '../../../errors.js';
 
 export type MatmulDType = OperandDType;
