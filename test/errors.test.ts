@@ -50,7 +50,9 @@ describe('MixprecError', () => {
       const code = (e as MixprecError).code;
       assert.ok(typeof code === 'string' && code.length > 0, `${name} has no code`);
       assert.ok(Object.hasOwn(ERROR_CODES, code), `${name}'s code ${code} is not in ERROR_CODES`);
-      assert.ok(ERROR_CODES[code].startsWith(`${name}:`), `ERROR_CODES.${code} names another class: ${ERROR_CODES[code]}`);
+      assert.equal(ERROR_CODES[code].error, name, `ERROR_CODES.${code} names another class`);
+      assert.ok(ERROR_CODES[code].meaning.length > 0);
+      assert.ok(e.stack!.startsWith(`${name}: `), e.stack);
     }
   });
 

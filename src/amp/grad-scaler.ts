@@ -26,7 +26,6 @@ export interface ScalableOptimizer {
 }
 
 export class GradScalerError extends MixprecError {
-  override name = 'GradScalerError';
   override readonly code: ErrorCode = 'GRAD_SCALER_MISUSE';
 }
 

@@ -11,7 +11,6 @@ import { autocast } from './autocast.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class PolicyError extends MixprecError {
-  override name = 'PolicyError';
   override readonly code: ErrorCode = 'POLICY_INVALID';
 }
 

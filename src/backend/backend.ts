@@ -245,7 +245,6 @@ export interface Backend {
 }
 
 export class BackendError extends MixprecError {
-  override name = 'BackendError';
   override readonly code: ErrorCode = 'BACKEND_FAILED';
 }
 

@@ -6,7 +6,6 @@ import { MixprecError, type ErrorCode } from '../errors.js';
 
 /** A usage error: the message names the option (or command) at fault; the CLI prints it with the usage and exits with 2. */
 export class UsageError extends MixprecError {
-  override name = 'UsageError';
   override readonly code: ErrorCode = 'CLI_USAGE';
   /** The usage text to show with the message. */
   constructor(message: string, readonly usage: string) {

@@ -5,12 +5,10 @@ import { MixprecError, type ErrorCode } from '../errors.js';
 
 /** Data that cannot be found, read, split or batched. */
 export class DataError extends MixprecError {
-  override name = 'DataError';
   override readonly code: ErrorCode = 'DATA_INVALID';
 }
 
 /** An unknown tokenizer, or token ids a tokenizer cannot decode. */
 export class TokenizerError extends MixprecError {
-  override name = 'TokenizerError';
   override readonly code: ErrorCode = 'TOKENIZER_INVALID';
 }

@@ -17,7 +17,6 @@ const ALIASES: Record<string, DType> = {
 };
 
 export class DTypeError extends MixprecError {
-  override name = 'DTypeError';
   override readonly code: ErrorCode = 'DTYPE_INVALID';
 }
 

@@ -42,7 +42,6 @@ const MAX_JSON_BYTES = 1 << 26;
 
 /** A checkpoint that cannot be written or read; names the file and what is wrong with it. */
 export class CheckpointError extends MixprecError {
-  override name = 'CheckpointError';
   override readonly code: ErrorCode = 'CHECKPOINT_INVALID';
   constructor(readonly file: string, readonly fault: string, options?: { cause?: unknown }) {
     super(`checkpoint ${file}: ${fault}`, options);

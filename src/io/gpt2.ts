@@ -30,7 +30,6 @@ export const WEIGHTS_FILE = 'model.safetensors';
 
 /** A GPT-2 directory that cannot be loaded: names the file and the key or tensor at fault. */
 export class GPT2CheckpointError extends MixprecError {
-  override name = 'GPT2CheckpointError';
   override readonly code: ErrorCode = 'GPT2_CHECKPOINT_INVALID';
   constructor(readonly file: string, fault: string, readonly subject?: string) {
     super(`${file}: ${subject === undefined ? '' : `'${subject}': `}${fault}`);

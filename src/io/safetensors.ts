@@ -73,7 +73,6 @@ const ARRAY_TYPE: Record<SafetensorsDType, ArrayType> = {
 };
 
 export class SafetensorsError extends MixprecError {
-  override name = 'SafetensorsError';
   override readonly code: ErrorCode = 'SAFETENSORS_INVALID';
   /**
    * @param file the file read or written

@@ -41,13 +41,11 @@ export interface GPTConfig {
 }
 
 export class GPTConfigError extends MixprecError {
-  override name = 'GPTConfigError';
   override readonly code: ErrorCode = 'GPT_CONFIG_INVALID';
 }
 
 /** Bad arguments to generate (or to a forward over a key/value cache), or logits that cannot be sampled. */
 export class GenerationError extends MixprecError {
-  override name = 'GenerationError';
   override readonly code: ErrorCode = 'GENERATION_INVALID';
 }
 

@@ -13,7 +13,6 @@ import { Tensor, keep } from '../tensor/tensor.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class KVCacheError extends MixprecError {
-  override name = 'KVCacheError';
   override readonly code: ErrorCode = 'KV_CACHE_MISUSE';
 }
 

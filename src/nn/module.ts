@@ -14,7 +14,6 @@ import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class ModuleError extends MixprecError {
-  override name = 'ModuleError';
   override readonly code: ErrorCode = 'MODULE_INVALID';
 }
 

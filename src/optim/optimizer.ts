@@ -10,7 +10,6 @@ import { streamKey } from '../backend/random.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class OptimizerError extends MixprecError {
-  override name = 'OptimizerError';
   override readonly code: ErrorCode = 'OPTIMIZER_INVALID';
 }
 

@@ -6,25 +6,21 @@ import { MixprecError, type ErrorCode } from '../errors.js';
 export { DTypeError } from '../dtype/dtype.js';
 
 export class TensorError extends MixprecError {
-  override name = 'TensorError';
   override readonly code: ErrorCode = 'TENSOR_INVALID';
 }
 
 /** Shapes that do not fit together (broadcasting, matmul, reshape, ...). */
 export class ShapeError extends TensorError {
-  override name = 'ShapeError';
   override readonly code: ErrorCode = 'SHAPE_MISMATCH';
 }
 
 /** A tensor used after `dispose()` (or after the `tidy` scope that owned it ended). */
 export class DisposedError extends TensorError {
-  override name = 'DisposedError';
   override readonly code: ErrorCode = 'TENSOR_DISPOSED';
 }
 
 /** Autograd misuse: backward on a tensor that does not require grad, a graph already freed, ... */
 export class GradError extends TensorError {
-  override name = 'GradError';
   override readonly code: ErrorCode = 'GRAD_MISUSE';
 }
 

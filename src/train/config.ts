@@ -98,7 +98,6 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = {
 
 /** A configuration value that cannot be used; names the option. */
 export class TrainConfigError extends MixprecError {
-  override name = 'TrainConfigError';
   override readonly code: ErrorCode = 'TRAIN_CONFIG_INVALID';
   constructor(readonly option: string, message: string) {
     super(message);

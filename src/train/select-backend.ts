@@ -19,7 +19,6 @@ export interface SelectedBackend {
 
 /** `--backend webgpu` was asked for and cannot be had. */
 export class BackendUnavailableError extends MixprecError {
-  override name = 'BackendUnavailableError';
   override readonly code: ErrorCode = 'BACKEND_UNAVAILABLE';
 }
 

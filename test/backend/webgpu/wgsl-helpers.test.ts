@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import {
   BINDING_HELPERS, WGSL_FUNCTIONS, argumentHelpers, bindingHelpers, declareStorage, linkHelpers, type BindingKind,
 } from '../../../src/backend/webgpu/kernels/wgsl-helpers.js';
+import { OPERAND_HELPERS, type OperandLayout, type OperandSpec } from '../../../src/backend/webgpu/kernels/vector-io.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 
 /** Every way the backend declares a buffer. */
@@ -83,6 +84,24 @@ describe('WGSL helper table', () => {
     assert.deepEqual(linkHelpers(body).flatMap(defined), ['inf_f32']);
   });
 
+  it('defines each matrix-product operand helper as <base>_<operand>, and the helpers they call', () => {
+    for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+      for (const layout of ['scalar', 'vec4', 'words', 'atomic-words'] as OperandLayout[]) {
+        if (dtype === 'float32' && (layout === 'words' || layout === 'atomic-words')) continue;
+        for (const access of layout === 'atomic-words' ? ['read_write' as const] : ['read' as const, 'read_write' as const]) {
+          for (const nativeF16 of [false, true]) {
+            const spec: OperandSpec = { name: 'A', dtype, binding: 1, access, layout, nativeF16 };
+            const sources = OPERAND_HELPERS.map((h) => [h.name, h.source(spec)] as const).filter(([, src]) => src !== undefined);
+            for (const [name, src] of sources) assert.deepEqual(defined(src!), [name.replace('<operand>', 'A')]);
+            const all = new Set([...sources.flatMap(([, src]) => defined(src!)), 'f32_to_f16_bits', 'f32_to_bf16_bits']);
+            for (const [, src] of sources) for (const called of calledHelpers(src!)) assert.ok(all.has(called), `${called} for ${JSON.stringify(spec)}`);
+            assert.ok(all.has('load_A') && all.has('load4_A'));
+          }
+        }
+      }
+    }
+  });
+
   it('reads float16 as native f16 only for read-only bindings and keeps int32 loads exact', () => {
     assert.equal(declareStorage(2, { dtype: 'float16', access: 'read', atomic: false, vec4: true, native: true }),
       '@group(0) @binding(2) var<storage, read> b2: array<vec4<f16>>;');
@@ -98,7 +117,7 @@ describe('WGSL helper definitions are found by name', () => {
   const files = [...readdirSync(webgpu).map((f) => join(webgpu, f)), ...readdirSync(join(webgpu, 'kernels')).map((f) => join(webgpu, 'kernels', f))]
     .filter((f) => f.endsWith('.ts'));
 
-  it('no WGSL function outside the table has a name built from a template', () => {
+  it('no WGSL function outside the tables (wgsl-helpers.ts, vector-io.ts) has a name built from a template', () => {
     const outside: string[] = [];
     for (const file of files) {
       if (file.endsWith('wgsl-helpers.ts') || file.endsWith('vector-io.ts')) continue;

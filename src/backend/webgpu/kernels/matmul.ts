@@ -36,7 +36,6 @@ export type MatmulDType = OperandDType;
 export type MatmulKernelKind = 'subgroup' | 'tiled';
 
 export class MatmulError extends MixprecError {
-  override name = 'MatmulError';
   override readonly code: ErrorCode = 'MATMUL_INVALID';
 }
 

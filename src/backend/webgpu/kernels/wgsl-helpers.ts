@@ -12,6 +12,11 @@
 //   gives the WGSL for one declaration, or undefined where the helper does not
 //   exist for it. The backend declares each GPU buffer once, as `b<i>`, and a
 //   kernel's argument names forward to it (`load_x` calls `load_b0`).
+// - row_<operand> and idx_<operand> (rowHelper, indexHelper): index helpers
+//   made from an operand's layout parameters in the uniform P.
+// The matrix-product kernels declare their operands as element-indexed views
+// of their own; those helpers are the entries of OPERAND_HELPERS in
+// vector-io.ts, in the same form.
 //
 // Storage formats are those of ../storage.ts: 16-bit elements two per u32
 // word, element i in word i >> 1 (low half for even i). Widening is exact;
@@ -233,9 +238,8 @@ export const BINDING_HELPERS: readonly BindingHelper[] = [
     forwarded: false, params: 'w: u32, b: u32',
     source: (b, k) => {
       if (k.vec4 || !halves(k) || !writable(k)) return undefined;
-      return k.atomic
-        ? `fn setword_${b}(w: u32, b: u32) { atomicStore(&${b}[w], b); }`
-        : `fn setword_${b}(w: u32, b: u32) { ${b}[w] = b; }`;
+      const store = k.atomic ? `atomicStore(&${b}[w], b)` : `${b}[w] = b`;
+      return `fn setword_${b}(w: u32, b: u32) { ${store}; }`;
     },
   },
   {
