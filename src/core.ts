@@ -3,11 +3,13 @@
 // backends. Nothing here imports a Node built-in (the WebGPU backend loads the
 // Node `webgpu` package only when `navigator.gpu` is absent).
 
+export { MixprecError, ERROR_CODES, type ErrorCode } from './errors.js';
 export * as dtypes from './dtype/index.js';
 export { finfo, type FInfo } from './dtype/codec.js';
 export type { DType, FloatDType } from './dtype/dtype.js';
 
 export type { Backend, MemoryInfo } from './backend/backend.js';
+export { BackendError } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu/backend.js';
 export { getBackend, setBackend, registerBackend } from './backend/registry.js';
 export { Generator, type GeneratorState } from './backend/random.js';

@@ -11,6 +11,7 @@ import { getBackend } from '../backend/registry.js';
 import { Tensor, keep } from '../tensor/tensor.js';
 import { mul } from '../tensor/ops.js';
 import { full } from '../tensor/creation.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 /** What the scaler needs from an optimizer (implemented by mixprec's optimizers). */
 export interface ScalableOptimizer {
@@ -24,8 +25,8 @@ export interface ScalableOptimizer {
   step(opts?: { foundInf?: Tensor }): void;
 }
 
-export class GradScalerError extends Error {
-  override name = 'GradScalerError';
+export class GradScalerError extends MixprecError {
+  override readonly code: ErrorCode = 'GRAD_SCALER_MISUSE';
 }
 
 export interface GradScalerOptions {

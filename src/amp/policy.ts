@@ -8,9 +8,10 @@ import { parseDType, type DType } from '../dtype/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { to } from '../tensor/ops.js';
 import { autocast } from './autocast.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
-export class PolicyError extends Error {
-  override name = 'PolicyError';
+export class PolicyError extends MixprecError {
+  override readonly code: ErrorCode = 'POLICY_INVALID';
 }
 
 export type LossScaling = 'dynamic' | 'none' | number;

@@ -6,6 +6,7 @@
 // temporaries are freed at once; a node's output gradient is freed as soon as
 // its node has run, so peak memory stays near the forward pass's.
 
+import { sizeOf } from '../dtype/shape.js';
 import { withoutAutocast } from '../tensor/dispatch.js';
 import { GradError, ShapeError, fmtShape } from '../tensor/errors.js';
 import { withGradMode, type Edge, type Node } from '../tensor/graph.js';
@@ -36,7 +37,7 @@ function sortNodes(root: Node): Node[] {
 
 /** Brings a gradient to the dtype of the tensor it belongs to (the engine owns g; a cast replaces it). */
 function conform(g: Tensor, edge: Edge, op: string): Tensor {
-  if (g.size !== edge.shape.reduce((a, b) => a * b, 1)) {
+  if (g.size !== sizeOf(edge.shape)) {
     throw new ShapeError(`${op} backward: gradient ${fmtShape(g.shape)} does not match input ${fmtShape(edge.shape)}`);
   }
   if (g.dtype === edge.dtype) return g;

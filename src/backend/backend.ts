@@ -11,6 +11,7 @@
 // the host unless somebody asks for a value.
 
 import type { DType } from '../dtype/dtype.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 /** A typed allocation on a backend. Opaque above the backend. */
 export interface Buf {
@@ -243,8 +244,8 @@ export interface Backend {
   sgd(group: OptimizerGroup, hyper: SGDHyper): void;
 }
 
-export class BackendError extends Error {
-  override name = 'BackendError';
+export class BackendError extends MixprecError {
+  override readonly code: ErrorCode = 'BACKEND_FAILED';
 }
 
 export function view(buf: Buf, offset = 0, size = buf.size - offset): View {

@@ -2,9 +2,11 @@
 // (int, float, string, enum, flag, or a custom parse), defaults shown in the
 // help, and errors that name the option and come with the command's usage.
 
+import { MixprecError, type ErrorCode } from '../errors.js';
+
 /** A usage error: the message names the option (or command) at fault; the CLI prints it with the usage and exits with 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
+export class UsageError extends MixprecError {
+  override readonly code: ErrorCode = 'CLI_USAGE';
   /** The usage text to show with the message. */
   constructor(message: string, readonly usage: string) {
     super(message);

@@ -28,6 +28,7 @@ import {
   resolveDataFiles,
   type TextSplits,
 } from './corpus.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { DataError } from './errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -125,15 +126,12 @@ export function decodeTokenFile(
   return { train: all.slice(0, trainLength), validation: all.slice(trainLength) };
 }
 
-/** Writes through a temporary file and a rename, so a reader never sees a partial file. */
-async function writeAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+/** Writes through `writeFileAtomic`, so a reader (or a later run after a crash) never sees a partial file. */
+async function writeCacheFile(file: string, bytes: Uint8Array): Promise<void> {
   try {
-    await fs.writeFile(temporary, bytes);
-    await fs.rename(temporary, file);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, bytes);
   } catch (e) {
-    await fs.rm(temporary, { force: true });
     throw new DataError(`cannot write token cache '${file}': ${(e as Error).message}`);
   }
 }
@@ -184,6 +182,6 @@ export async function loadTokenizedSplits(options: LoadTokenizedSplitsOptions): 
   const text: TextSplits = data === undefined ? await loadBrownCorpus() : await loadTextData(data, files);
   const train = toTokenArray(tokenizer.encode(text.train), tokenizer.vocabSize);
   const validation = toTokenArray(tokenizer.encode(text.validation), tokenizer.vocabSize);
-  await writeAtomically(cachePath, encodeTokenFile(train, validation, tokenizer.vocabSize));
+  await writeCacheFile(cachePath, encodeTokenFile(train, validation, tokenizer.vocabSize));
   return { train, validation, source, split, cached: false, cachePath, ...(rebuiltBecause ? { rebuiltBecause } : {}) };
 }

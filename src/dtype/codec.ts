@@ -124,6 +124,27 @@ export function decodeBFloat16(src: Uint16Array, dst: Float32Array | Float64Arra
   }
 }
 
+/** The dtypes stored as 16-bit patterns. */
+export type HalfDType = 'float16' | 'bfloat16';
+
+export function isHalf(dtype: DType): dtype is HalfDType {
+  return dtype === 'float16' || dtype === 'bfloat16';
+}
+
+/** Stored float16 / bfloat16 bits widened to float32 values (exact), into `out` or a new array. */
+export function decode16(dtype: HalfDType, bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
+  if (dtype === 'float16') decodeFloat16(bits, out);
+  else decodeBFloat16(bits, out);
+  return out;
+}
+
+/** The first `n` values rounded to float16 / bfloat16 bits (to nearest even), into `out` or a new array. */
+export function encode16(dtype: HalfDType, values: ArrayLike<number>, out: Uint16Array = new Uint16Array(values.length), n = values.length): Uint16Array {
+  if (dtype === 'float16') encodeFloat16(values, out, n);
+  else encodeBFloat16(values, out, n);
+  return out;
+}
+
 export interface FInfo {
   dtype: DType;
   bits: number;

@@ -1,5 +1,7 @@
 // Data types, their sizes and promotion rules.
 
+import { MixprecError, type ErrorCode } from '../errors.js';
+
 export type FloatDType = 'float32' | 'float16' | 'bfloat16' | 'float64';
 export type DType = FloatDType | 'int32';
 
@@ -14,8 +16,8 @@ const ALIASES: Record<string, DType> = {
   float64: 'float64', f64: 'float64', double: 'float64', fp64: 'float64',
 };
 
-export class DTypeError extends TypeError {
-  override name = 'DTypeError';
+export class DTypeError extends MixprecError {
+  override readonly code: ErrorCode = 'DTYPE_INVALID';
 }
 
 /** Resolves a dtype name or alias; throws a DTypeError naming the bad value. */

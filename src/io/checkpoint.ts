@@ -31,6 +31,7 @@ import type { BaseOptions, Optimizer } from '../optim/optimizer.js';
 import { currentDirectory, replaceDirectoryAtomic, writeFileAtomic } from './atomic.js';
 import { CONFIG_FILE, WEIGHTS_FILE, loadGPT2, saveGPT2 } from './gpt2.js';
 import { SafetensorsReader, toSafetensorsDType, writeSafetensors } from './safetensors.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
 export const OPTIMIZER_META_FILE = 'optimizer.json';
@@ -46,8 +47,8 @@ const MAX_JSON_BYTES = 1 << 26;
 const MAX_READ_ATTEMPTS = 5;
 
 /** A checkpoint that cannot be written or read; names the file and what is wrong with it. */
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
+export class CheckpointError extends MixprecError {
+  override readonly code: ErrorCode = 'CHECKPOINT_INVALID';
   constructor(readonly file: string, readonly fault: string, options?: { cause?: unknown }) {
     super(`checkpoint ${file}: ${fault}`, options);
   }

@@ -13,7 +13,8 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from '../dtype/codec.js';
+import { decode16, encode16, isHalf } from '../dtype/codec.js';
+import { sizeOf } from '../dtype/shape.js';
 import { parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -22,13 +23,14 @@ import {
   SafetensorsError, SafetensorsReader, toMixprecDType, toSafetensorsDType, writeSafetensors,
   type RawTensor, type SafetensorsDType, type TensorData, type TensorInfo,
 } from './safetensors.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
 
 /** A GPT-2 directory that cannot be loaded: names the file and the key or tensor at fault. */
-export class GPT2CheckpointError extends Error {
-  override name = 'GPT2CheckpointError';
+export class GPT2CheckpointError extends MixprecError {
+  override readonly code: ErrorCode = 'GPT2_CHECKPOINT_INVALID';
   constructor(readonly file: string, fault: string, readonly subject?: string) {
     super(`${file}: ${subject === undefined ? '' : `'${subject}': `}${fault}`);
   }
@@ -214,11 +216,8 @@ function planLoad(reader: SafetensorsReader, config: GPTConfig): { sources: Map<
 
 /** Values of a stored tensor as float32 (float64 for F64); exact for every float type. */
 function widen(t: RawTensor): Float32Array | Float64Array {
-  switch (t.dtype) {
-    case 'F16': { const out = new Float32Array(t.data.length); decodeFloat16(t.data as Uint16Array, out); return out; }
-    case 'BF16': { const out = new Float32Array(t.data.length); decodeBFloat16(t.data as Uint16Array, out); return out; }
-    default: return t.data as Float32Array | Float64Array;
-  }
+  const dtype = toMixprecDType(t.dtype);
+  return dtype !== undefined && isHalf(dtype) ? decode16(dtype, t.data as Uint16Array) : t.data as Float32Array | Float64Array;
 }
 
 function sameValues(a: RawTensor, b: RawTensor): boolean {
@@ -286,12 +285,9 @@ async function storedData(param: Tensor | undefined, size: number, dtype: Safete
   if (!param) return dtype === 'F32' ? new Float32Array(size) : dtype === 'F64' ? new Float64Array(size) : new Uint16Array(size);
   if (toMixprecDType(dtype) === param.dtype) return (await param.backend.readRaw(param.view)) as TensorData;
   const v = await param.toArray();
-  switch (dtype) {
-    case 'F32': return v instanceof Float32Array ? v : Float32Array.from(v);
-    case 'F64': return Float64Array.from(v);
-    case 'F16': { const out = new Uint16Array(v.length); encodeFloat16(v, out); return out; }
-    default: { const out = new Uint16Array(v.length); encodeBFloat16(v, out); return out; }
-  }
+  const target = toMixprecDType(dtype);
+  if (target !== undefined && isHalf(target)) return encode16(target, v);
+  return dtype === 'F64' ? Float64Array.from(v) : v instanceof Float32Array ? v : Float32Array.from(v);
 }
 
 /**
@@ -309,7 +305,7 @@ export async function saveGPT2(model: GPT, dir: string, opts: SaveGPT2Options = 
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, WEIGHTS_FILE), full.map(([name, shape]) => ({
     name, dtype: st, shape,
-    data: () => storedData(params.get(name), shape.reduce((a, d) => a * d, 1), st),
+    data: () => storedData(params.get(name), sizeOf(shape), st),
   })), { format: 'pt' });
   const json = gpt2ConfigJson(model.config, dtype);
   await writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(json, null, 2)}\n`);

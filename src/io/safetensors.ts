@@ -12,9 +12,11 @@
 // Every check runs at open, so a bad file fails before any tensor is used.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import { decodeBFloat16, decodeFloat16 } from '../dtype/codec.js';
+import { decode16 } from '../dtype/codec.js';
+import { sizeOf } from '../dtype/shape.js';
 import type { DType } from '../dtype/dtype.js';
 import { writeAll, writeFileAtomic } from './atomic.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64' | 'U8' | 'BOOL';
 
@@ -71,8 +73,8 @@ const ARRAY_TYPE: Record<SafetensorsDType, ArrayType> = {
   BOOL: { name: 'Uint8Array', is: (d) => d instanceof Uint8Array, make: (b) => new Uint8Array(b) },
 };
 
-export class SafetensorsError extends Error {
-  override name = 'SafetensorsError';
+export class SafetensorsError extends MixprecError {
+  override readonly code: ErrorCode = 'SAFETENSORS_INVALID';
   /**
    * @param file the file read or written
    * @param fault what is wrong, in words
@@ -116,12 +118,6 @@ function requireLittleEndianHost(file: string): void {
   if (!HOST_IS_LITTLE_ENDIAN) throw new SafetensorsError(file, 'safetensors needs a little-endian host');
 }
 
-function elementCount(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
 /** Reads exactly `length` bytes at `position` into `into`, or fails naming the shortfall. */
 async function readExactly(handle: FileHandle, file: string, into: Uint8Array, position: number, what: string, tensor?: string): Promise<void> {
   const CHUNK = 1 << 30; // a single read is limited to under 2 GiB
@@ -163,7 +159,7 @@ function parseTensorEntry(file: string, name: string, entry: unknown, dataLength
   if (end > dataLength) fail(`data_offsets [${begin}, ${end}] are out of range: the data buffer holds ${dataLength} bytes`);
 
   // A product beyond 2^53 is inexact but then far above any in-range length, so the comparison stays exact.
-  const expected = elementCount(dims) * ITEM_SIZE[dt];
+  const expected = sizeOf(dims) * ITEM_SIZE[dt];
   if (expected !== end - begin) {
     fail(`byte length ${end - begin} (data_offsets [${begin}, ${end}]) does not match dtype ${dt} x shape [${dims.join(', ')}] = ${expected} bytes`);
   }
@@ -372,8 +368,8 @@ export class SafetensorsReader {
     const { dtype, data } = await this.read(name);
     switch (dtype) {
       case 'F32': return data as Float32Array;
-      case 'F16': { const out = new Float32Array(data.length); decodeFloat16(data as Uint16Array, out); return out; }
-      case 'BF16': { const out = new Float32Array(data.length); decodeBFloat16(data as Uint16Array, out); return out; }
+      case 'F16': return decode16('float16', data as Uint16Array);
+      case 'BF16': return decode16('bfloat16', data as Uint16Array);
       case 'I64': return Float32Array.from(data as BigInt64Array, (v) => Number(v));
       default: return Float32Array.from(data as Float64Array | Int32Array | Uint8Array);
     }
@@ -398,7 +394,7 @@ function checkShape(file: string, t: WritableTensor): void {
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new SafetensorsError(file, `shape ${describeValue(t.shape)} must be an array of non-negative integers`, t.name);
   }
-  if (!Number.isSafeInteger(elementCount(t.shape) * ITEM_SIZE[t.dtype])) {
+  if (!Number.isSafeInteger(sizeOf(t.shape) * ITEM_SIZE[t.dtype])) {
     throw new SafetensorsError(file, `shape [${t.shape.join(', ')}] is too large`, t.name);
   }
 }
@@ -409,7 +405,7 @@ function checkData(file: string, t: WritableTensor, data: TensorData): void {
     const got = (data as object | undefined)?.constructor?.name ?? describeValue(data);
     throw new SafetensorsError(file, `dtype ${t.dtype} needs its data as a ${want.name}${t.dtype === 'F16' || t.dtype === 'BF16' ? ' of raw bits' : ''}, got ${got}`, t.name);
   }
-  const count = elementCount(t.shape);
+  const count = sizeOf(t.shape);
   if (data.length !== count) {
     throw new SafetensorsError(file, `data has ${data.length} elements but dtype ${t.dtype} x shape [${t.shape.join(', ')}] needs ${count}`, t.name);
   }
@@ -460,7 +456,7 @@ export async function writeSafetensors(
   if (metadata !== undefined) header[METADATA_KEY] = { ...metadata };
   let offset = 0;
   for (const t of list) {
-    const byteLength = elementCount(t.shape) * ITEM_SIZE[t.dtype];
+    const byteLength = sizeOf(t.shape) * ITEM_SIZE[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + byteLength] };
     offset += byteLength;
   }

@@ -10,6 +10,7 @@
 import type { Backend, HostArray } from '../backend/backend.js';
 import { Generator, mix32 } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
+import { sizeOf } from '../dtype/shape.js';
 import { noGrad } from '../autograd/backward.js';
 import { arange, tensor } from '../tensor/creation.js';
 import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, dense, slice } from '../tensor/ops.js';
@@ -18,6 +19,7 @@ import { fmtShape } from '../tensor/errors.js';
 import { autocast, autocastDtype, type AutocastDType } from '../amp/autocast.js';
 import { KVCache } from './kv-cache.js';
 import { Dropout, Embedding, LayerNorm, Linear, Module, resolveBackend, type ParameterOptions } from './module.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export { KVCache, KVCacheError, type KVCacheOptions } from './kv-cache.js';
 
@@ -38,13 +40,13 @@ export interface GPTConfig {
   layerNormEps?: number;
 }
 
-export class GPTConfigError extends Error {
-  override name = 'GPTConfigError';
+export class GPTConfigError extends MixprecError {
+  override readonly code: ErrorCode = 'GPT_CONFIG_INVALID';
 }
 
 /** Bad arguments to generate (or to a forward over a key/value cache), or logits that cannot be sampled. */
-export class GenerationError extends Error {
-  override name = 'GenerationError';
+export class GenerationError extends MixprecError {
+  override readonly code: ErrorCode = 'GENERATION_INVALID';
 }
 
 const base = { dropout: 0, bias: true };
@@ -116,7 +118,7 @@ export function parameterShapes(config: GPTConfig): [string, number[]][] {
 
 /** Number of parameters (the tied head counted once), without allocating the model. */
 export function countParameters(config: GPTConfig): number {
-  return parameterShapes(config).reduce((n, [, s]) => n + s.reduce((a, d) => a * d, 1), 0);
+  return parameterShapes(config).reduce((n, [, s]) => n + sizeOf(s), 0);
 }
 
 // ---- the model ----------------------------------------------------------------

@@ -10,9 +10,10 @@
 import type { Backend } from '../backend/backend.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import { Tensor, keep } from '../tensor/tensor.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
-export class KVCacheError extends Error {
-  override name = 'KVCacheError';
+export class KVCacheError extends MixprecError {
+  override readonly code: ErrorCode = 'KV_CACHE_MISUSE';
 }
 
 export interface KVCacheOptions {

@@ -11,9 +11,10 @@ import { getBackend } from '../backend/registry.js';
 import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
-export class ModuleError extends Error {
-  override name = 'ModuleError';
+export class ModuleError extends MixprecError {
+  override readonly code: ErrorCode = 'MODULE_INVALID';
 }
 
 /** Where a module's parameters are made. */

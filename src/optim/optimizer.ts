@@ -7,9 +7,10 @@ import type { ScalableOptimizer } from '../amp/grad-scaler.js';
 import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
 import { streamKey } from '../backend/random.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
-export class OptimizerError extends Error {
-  override name = 'OptimizerError';
+export class OptimizerError extends MixprecError {
+  override readonly code: ErrorCode = 'OPTIMIZER_INVALID';
 }
 
 export interface BaseOptions {

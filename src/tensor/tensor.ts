@@ -7,6 +7,7 @@
 
 import type { DType } from '../dtype/dtype.js';
 import { isFloat } from '../dtype/dtype.js';
+import { sizeOf } from '../dtype/shape.js';
 import type { Backend, Buf, HostArray, View } from '../backend/backend.js';
 import { getBackend, setDefaultBackendFactory } from '../backend/registry.js';
 import { CpuBackend } from '../backend/cpu/backend.js';
@@ -101,11 +102,7 @@ export function memory(backend: Backend = getBackend()): MemoryReport {
 
 // ---- the tensor --------------------------------------------------------------
 
-export function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+export { sizeOf };
 
 export class Tensor {
   readonly size: number;

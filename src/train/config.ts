@@ -5,6 +5,7 @@
 import { parsePolicy, type LossScaling } from '../amp/policy.js';
 import { GPT_PRESETS } from '../nn/gpt.js';
 import { TOKENIZER_NAMES, type TokenizerName } from '../data/tokenizer.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cpu', 'webgpu'];
@@ -96,8 +97,8 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = {
 };
 
 /** A configuration value that cannot be used; names the option. */
-export class TrainConfigError extends Error {
-  override name = 'TrainConfigError';
+export class TrainConfigError extends MixprecError {
+  override readonly code: ErrorCode = 'TRAIN_CONFIG_INVALID';
   constructor(readonly option: string, message: string) {
     super(message);
   }

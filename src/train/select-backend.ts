@@ -6,6 +6,7 @@ import { CpuBackend } from '../backend/cpu/backend.js';
 import { getBackend, setBackend } from '../backend/registry.js';
 import type { BackendChoice } from './config.js';
 import type { WebGPUBackend } from '../backend/webgpu/backend.js';
+import { MixprecError, type ErrorCode } from '../errors.js';
 
 export interface SelectedBackend {
   backend: Backend;
@@ -17,8 +18,8 @@ export interface SelectedBackend {
 }
 
 /** `--backend webgpu` was asked for and cannot be had. */
-export class BackendUnavailableError extends Error {
-  override name = 'BackendUnavailableError';
+export class BackendUnavailableError extends MixprecError {
+  override readonly code: ErrorCode = 'BACKEND_UNAVAILABLE';
 }
 
 const CPU_DESCRIPTION = 'cpu (the pure-TypeScript reference backend)';

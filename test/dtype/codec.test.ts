@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
-  FLOAT16_TABLE, decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16, finfo,
+  FLOAT16_TABLE, decode16, decodeBFloat16, decodeFloat16, encode16, encodeBFloat16, encodeFloat16, finfo, isHalf,
   float32Bits, float32BitsToBFloat16Bits, float32BitsToFloat16Bits, fromBFloat16Bits, fromFloat16Bits,
   fromFloat32Bits, roundTo, toBFloat16Bits, toFloat16Bits,
 } from '../../src/dtype/codec.js';
@@ -332,6 +332,22 @@ describe('bulk encode/decode', () => {
       assert.ok(Object.is(f64[i], FLOAT16_TABLE[i]) || Number.isNaN(f64[i]));
       assert.ok(Object.is(b32[i], fromBFloat16Bits(i)) || (Number.isNaN(b32[i]) && Number.isNaN(fromBFloat16Bits(i))));
     }
+  });
+
+  it('encode16 / decode16 pick the codec of the dtype they are given, into a new array or `out`', () => {
+    for (const [dtype, toBits, fromBits] of [['float16', toFloat16Bits, fromFloat16Bits], ['bfloat16', toBFloat16Bits, fromBFloat16Bits]] as const) {
+      const bits = encode16(dtype, xs);
+      assert.equal(bits.length, xs.length);
+      for (let i = 0; i < xs.length; i++) if (bits[i] !== toBits(xs[i]!)) assert.fail(`${dtype} encode at ${i}`);
+      const back = decode16(dtype, bits);
+      for (let i = 0; i < xs.length; i++) {
+        if (!Object.is(back[i], fromBits(bits[i]!)) && !Number.isNaN(back[i])) assert.fail(`${dtype} decode at ${i}`);
+      }
+      const out = new Uint16Array([0xaaaa, 0xaaaa, 0xaaaa]);
+      assert.equal(encode16(dtype, [1.5, -2, 7], out, 2), out);
+      assert.deepEqual([...out], [toBits(1.5), toBits(-2), 0xaaaa]);
+    }
+    assert.deepEqual(['float16', 'bfloat16', 'float32', 'int32', 'float64'].map((d) => isHalf(d as never)), [true, true, false, false, false]);
   });
 
   it('float32Bits / fromFloat32Bits are inverse on non-NaN patterns', () => {

@@ -2,7 +2,7 @@
 // and rounding writes.
 
 import type { DType } from '../../dtype/dtype.js';
-import { decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from '../../dtype/codec.js';
+import { decode16, encode16, isHalf } from '../../dtype/codec.js';
 import type { Buf, View } from '../backend.js';
 
 export type Storage = Float32Array | Float64Array | Int32Array | Uint16Array;
@@ -34,9 +34,7 @@ export function raw(v: View): Storage {
 /** The view's values as numbers: the storage itself for float32/float64/int32, a widened copy for 16-bit floats. */
 export function values(v: View): Num {
   const r = raw(v);
-  if (v.dtype === 'float16') { const out = new Float32Array(v.size); decodeFloat16(r as Uint16Array, out); return out; }
-  if (v.dtype === 'bfloat16') { const out = new Float32Array(v.size); decodeBFloat16(r as Uint16Array, out); return out; }
-  return r as Num;
+  return isHalf(v.dtype) ? decode16(v.dtype, r as Uint16Array) : r as Num;
 }
 
 /**
@@ -46,10 +44,10 @@ export function values(v: View): Num {
  */
 export function output(v: View): { arr: Num; commit: () => void } {
   const r = raw(v);
-  if (v.dtype === 'float16' || v.dtype === 'bfloat16') {
+  const dtype = v.dtype;
+  if (isHalf(dtype)) {
     const arr = new Float32Array(v.size);
-    const enc = v.dtype === 'float16' ? encodeFloat16 : encodeBFloat16;
-    return { arr, commit: () => enc(arr, r as Uint16Array) };
+    return { arr, commit: () => encode16(dtype, arr, r as Uint16Array) };
   }
   return { arr: r as Num, commit: () => {} };
 }
@@ -64,7 +62,6 @@ export function inout(v: View): { arr: Num; commit: () => void } {
 /** Writes numbers into a view, rounding to its dtype. */
 export function store(v: View, data: ArrayLike<number>): void {
   const r = raw(v);
-  if (v.dtype === 'float16') encodeFloat16(data, r as Uint16Array, v.size);
-  else if (v.dtype === 'bfloat16') encodeBFloat16(data, r as Uint16Array, v.size);
+  if (isHalf(v.dtype)) encode16(v.dtype, data, r as Uint16Array, v.size);
   else (r as Float32Array | Float64Array | Int32Array).set(data);
 }

@@ -2,6 +2,7 @@
 // what to do about it.
 
 import { BackendError } from '../backend.js';
+import { type ErrorCode } from '../../errors.js';
 
 export type UnavailableReason =
   /** Neither navigator.gpu nor the `webgpu` package (Node). */
@@ -15,7 +16,7 @@ export type UnavailableReason =
 
 /** WebGPU cannot be used here; `reason` says why. */
 export class WebGPUUnavailableError extends BackendError {
-  override name = 'WebGPUUnavailableError';
+  override readonly code: ErrorCode = 'WEBGPU_UNAVAILABLE';
   constructor(readonly reason: UnavailableReason, message: string) {
     super(`WebGPU is unavailable (${reason}): ${message}`);
   }
@@ -23,7 +24,7 @@ export class WebGPUUnavailableError extends BackendError {
 
 /** The GPU device was lost (driver reset, GPU removed, or destroyed); every later call fails with this. */
 export class DeviceLostError extends BackendError {
-  override name = 'DeviceLostError';
+  override readonly code: ErrorCode = 'DEVICE_LOST';
   constructor(readonly reason: string, detail: string) {
     super(`WebGPU device lost (${reason})${detail ? `: ${detail}` : ''}`);
   }
@@ -31,12 +32,12 @@ export class DeviceLostError extends BackendError {
 
 /** The device ran out of memory while allocating or running. */
 export class GPUOutOfMemoryError extends BackendError {
-  override name = 'GPUOutOfMemoryError';
+  override readonly code: ErrorCode = 'GPU_OUT_OF_MEMORY';
 }
 
 /** A buffer larger than the adapter can bind as storage or allocate at all. */
 export class BufferTooLargeError extends BackendError {
-  override name = 'BufferTooLargeError';
+  override readonly code: ErrorCode = 'BUFFER_TOO_LARGE';
   constructor(readonly bytes: number, readonly limit: number, readonly limitName: string, what: string) {
     super(`webgpu: ${what} needs ${bytes} bytes, more than this adapter's ${limitName} of ${limit} bytes`);
   }
@@ -44,5 +45,5 @@ export class BufferTooLargeError extends BackendError {
 
 /** A WGSL compilation or WebGPU validation error: a bug in a kernel or in how it was called. */
 export class GPUValidationError extends BackendError {
-  override name = 'GPUValidationError';
+  override readonly code: ErrorCode = 'GPU_VALIDATION';
 }

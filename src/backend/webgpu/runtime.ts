@@ -19,7 +19,8 @@ import { WGSL_RANDOM } from '../random.js';
 import {
   BufferTooLargeError, DeviceLostError, GPUOutOfMemoryError, GPUValidationError,
 } from './errors.js';
-import { WGSL_HALF, bufferBytes, declareBinding, declareVec4, is16Bit, type Access, type WriteMode } from './storage.js';
+import { bufferBytes, type Access, type WriteMode } from './storage.js';
+import { argumentHelpers, bindingHelpers, declareStorage, linkHelpers, type BindingKind } from './kernels/wgsl-helpers.js';
 
 // WebGPU constants, spelled out so that nothing depends on the globals a runtime may or may not install.
 const BUFFER_MAP_READ = 0x0001;
@@ -47,7 +48,7 @@ export class GpuBuf implements Buf {
 
 export type ParamType = 'u32' | 'i32' | 'f32';
 
-/** A compute kernel before its bindings are known: WGSL that uses the helpers of `declareBinding` for each named binding. */
+/** A compute kernel before its bindings are known: WGSL that calls the helpers of kernels/wgsl-helpers.ts by name (`load_x`, `put2_out`, `is_nan`, ...). */
 export interface KernelSource {
   /** Identifies `body` and `params`: equal keys must mean equal code. */
   key: string;
@@ -72,7 +73,7 @@ export interface Arg {
   mode?: WriteMode;
   /** Reads raw bits (`loadbits_`): float16 is then declared as u32 words even with shader-f16. */
   bits?: boolean;
-  /** Declared four elements at a time (`declareVec4`): load4_, put4_, ... Every argument on the same buffer must agree. */
+  /** Declared four elements at a time: load4_, put4_, ... Every argument on the same buffer must agree. */
   vec4?: boolean;
 }
 
@@ -159,15 +160,6 @@ interface Pipeline {
   layoutKey: string;
   layout: GPUBindGroupLayout;
 }
-
-/** Common WGSL: bit-level float tests that no fast-math pass can fold away, and a quiet NaN. */
-const WGSL_COMMON = /* wgsl */ `
-fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-fn is_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
-// Through a var: constant NaN and infinity are rejected by WGSL's constant evaluation.
-fn nan_f32() -> f32 { var b = 0x7fc00000u; return bitcast<f32>(b); }
-fn inf_f32() -> f32 { var b = 0x7f800000u; return bitcast<f32>(b); }
-`;
 
 /**
  * Waits for a device promise without spinning a core. Dawn's Node binding
@@ -488,45 +480,26 @@ export class Runtime {
 
   private build(src: KernelSource, args: readonly Arg[], phys: Physical[], map: number[]): Pipeline {
     const t0 = performance.now();
-    const parts: string[] = [];
-    if (phys.some((p) => p.native)) parts.push('enable f16;');
-    if (src.subgroups) parts.push('enable subgroups;');
-    if (phys.some((p) => is16Bit(p.dtype))) parts.push(WGSL_HALF);
-    if (src.random) parts.push(WGSL_RANDOM);
-    parts.push(WGSL_COMMON);
-    phys.forEach((p, i) => parts.push(p.vec4
-      ? declareVec4(`b${i}`, i, p.dtype, p.access, { nativeF16: p.native })
-      : declareBinding(`b${i}`, i, p.dtype, p.access, { nativeF16: p.native }, p.mode)));
-    // Each argument's helpers forward to its physical binding.
-    args.forEach((a, i) => {
-      const p = phys[map[i]!]!;
-      const b = `b${map[i]}`;
-      const n = a.name;
-      const w: string[] = [`fn load_${n}(i: u32) -> f32 { return load_${b}(i); }`];
-      if (p.dtype === 'int32') w.push(`fn loadi_${n}(i: u32) -> i32 { return loadi_${b}(i); }`);
-      if (!p.native) w.push(`fn loadbits_${n}(i: u32) -> u32 { return loadbits_${b}(i); }`);
-      if (p.vec4) {
-        w.push(`fn load4_${n}(q: u32) -> vec4<f32> { return load4_${b}(q); }`);
-        if (!p.native) w.push(`fn loadbits4_${n}(q: u32) -> vec4<u32> { return loadbits4_${b}(q); }`);
-        if (a.access === 'read_write') {
-          w.push(`fn put4_${n}(q: u32, v: vec4<f32>) { put4_${b}(q, v); }`);
-          w.push(`fn put4bits_${n}(q: u32, v: vec4<u32>) { put4bits_${b}(q, v); }`);
-        }
-      }
-      if (a.access === 'read_write') {
-        w.push(`fn put_${n}(e: u32, v: f32) { put_${b}(e, v); }`);
-        w.push(`fn put2_${n}(e: u32, v0: f32, v1: f32, m: u32) { put2_${b}(e, v0, v1, m); }`);
-        w.push(`fn putbits_${n}(e: u32, v: u32) { putbits_${b}(e, v); }`);
-        w.push(`fn put2bits_${n}(e: u32, v0: u32, v1: u32, m: u32) { put2bits_${b}(e, v0, v1, m); }`);
-        if (p.mode === 'atomic' && p.dtype === 'float32') w.push(`fn raise_${n}(i: u32) { raise_${b}(i); }`);
-      }
-      parts.push(w.join('\n'));
-    });
+    // Each binding is declared once as b<i>; each argument's helpers forward to its binding's.
+    const kinds: BindingKind[] = phys.map((p) => ({
+      dtype: p.dtype, access: p.access, atomic: p.access === 'read_write' && p.mode === 'atomic' && !p.vec4, vec4: p.vec4, native: p.native,
+    }));
+    const helpers = new Map<string, string>();
+    kinds.forEach((k, i) => bindingHelpers(`b${i}`, k).forEach((v, n) => helpers.set(n, v)));
+    args.forEach((a, i) => argumentHelpers(a.name, `b${map[i]}`, kinds[map[i]!]!, a.access).forEach((v, n) => helpers.set(n, v)));
     const fields = src.params.length ? src.params.map(([n, t]) => `${n}: ${t},`).join(' ') : 'unused: u32,';
-    parts.push(`struct Params { ${fields} }\n@group(0) @binding(${phys.length}) var<uniform> P: Params;`);
-    parts.push(`fn flat_id(gid: vec3u, nwg: vec3u, wg: u32) -> u32 { return gid.x + gid.y * nwg.x * wg; }`);
-    parts.push(typeof src.body === 'function' ? src.body() : src.body);
-    const code = parts.join('\n');
+    const own = [
+      src.random ? WGSL_RANDOM : '',
+      `struct Params { ${fields} }\n@group(0) @binding(${phys.length}) var<uniform> P: Params;`,
+      typeof src.body === 'function' ? src.body() : src.body,
+    ].filter(Boolean).join('\n');
+    const code = [
+      ...(phys.some((p) => p.native) ? ['enable f16;'] : []),
+      ...(src.subgroups ? ['enable subgroups;'] : []),
+      ...kinds.map((k, i) => declareStorage(i, k)),
+      ...linkHelpers(own, helpers),
+      own,
+    ].join('\n');
 
     const layoutKey = phys.map((p) => (p.access === 'read' ? 'r' : 'w')).join('');
     let layout = this.layouts.get(layoutKey);

@@ -16,7 +16,7 @@ import {
 import {
   MatmulError, MatmulKernels, resolveMatmul, type MatmulCall, type MatmulDType, type MatmulKernelKind,
 } from '../../../src/backend/webgpu/kernels/matmul.js';
-import { WGSL_NARROW_16 } from '../../../src/backend/webgpu/storage.js';
+import { WGSL_NARROW_16 } from '../../../src/backend/webgpu/kernels/wgsl-helpers.js';
 import { skip, webgpu } from './helpers.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x4, COPY_DST = 0x8, MAP_READ = 0x1;

@@ -30,6 +30,7 @@
 import type { AttentionSpec, HeadLayout, View } from '../../backend.js';
 import type { Arg, KernelSource, Runtime } from '../runtime.js';
 import { is16Bit, type WriteMode } from '../storage.js';
+import { rowHelper } from './wgsl-helpers.js';
 
 function pow2Clamp(n: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, 2 ** Math.ceil(Math.log2(Math.max(n, 1)))));
@@ -60,14 +61,9 @@ function layoutValues(v: View, L: HeadLayout): number[] {
   return [v.offset + L.offset, L.sB, L.sH, L.sT];
 }
 
-/** WGSL: the element index of row t of (b, h) for a layout. */
-/** rowFn of each name, one per line. */
+/** WGSL: row_<name>, the element index of row t of (b, h), for each name, one per line. */
 function rowFns(...names: string[]): string {
-  return names.map(rowFn).join('\n');
-}
-
-function rowFn(name: string): string {
-  return `fn row_${name}(b: u32, h: u32, t: u32) -> u32 { return P.${name}_o + b * P.${name}_b + h * P.${name}_h + t * P.${name}_t; }`;
+  return names.map(rowHelper).join('\n');
 }
 
 const COMMON_PARAMS: [string, 'u32' | 'i32' | 'f32'][] = [
@@ -276,8 +272,7 @@ function storeQuads(name: string, prefix: string, base: string, d: number, mul =
 /** Row r of a lane: rows r*S + sl of the workgroup's block (per-row names get the suffix r). */
 const perRow = (g: SubgroupShape, f: (r: number) => string, sep = '\n  ') => range(g.rows).map(f).join(sep);
 
-const SG_HEAD = (g: SubgroupShape) => `fn hsum(v: vec4<f32>) -> f32 { return v.x + v.y + v.z + v.w; }
-@compute @workgroup_size(${g.s}) fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
+const SG_HEAD = (g: SubgroupShape) => `@compute @workgroup_size(${g.s}) fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
 ${WORKGROUP_HEAD}
   // This workgroup's block of rows.
   let r0 = (w % P.blocks) * ${g.rows * g.s}u;`;

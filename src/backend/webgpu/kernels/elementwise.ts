@@ -24,7 +24,9 @@
 import type { Strided, View } from '../../backend.js';
 import { BackendError } from '../../backend.js';
 import { collapse, type Operand } from '../../cpu/strided.js';
+import { sizeOf } from '../../../dtype/shape.js';
 import type { Arg, Runtime } from '../runtime.js';
+import { indexHelper } from './wgsl-helpers.js';
 import { is16Bit, type Access, type WriteMode } from '../storage.js';
 
 const WG = 256;
@@ -68,6 +70,7 @@ export interface Elementwise {
 }
 
 type Kind = 'c' | 's' | 'g';
+const INDEX_LAYOUT = { c: 'contiguous', s: 'scalar', g: 'strided' } as const;
 
 function kindOf(strides: readonly number[], cs: readonly number[]): Kind {
   if (strides.every((s, d) => s === cs[d])) return 'c';
@@ -79,8 +82,7 @@ function kindOf(strides: readonly number[], cs: readonly number[]): Kind {
 type Walk = 'quads' | 'words' | 'scatter';
 
 export function elementwise(rt: Runtime, e: Elementwise): void {
-  let n = 1;
-  for (const d of e.shape) n *= d;
+  const n = sizeOf(e.shape);
   if (n === 0) return;
   const inputs = e.inputs ?? [];
   const aux = e.aux ?? [];
@@ -146,20 +148,7 @@ function generate(e: Elementwise, kinds: readonly Kind[], nd: number, names: rea
   const inputs = e.inputs ?? [];
   const lines: string[] = [];
   // Index functions.
-  names.forEach((name, k) => {
-    const kind = kinds[k]!;
-    if (kind === 'c') lines.push(`fn idx_${name}(i: u32) -> u32 { return P.o_${name} + i; }`);
-    else if (kind === 's') lines.push(`fn idx_${name}(i: u32) -> u32 { return P.o_${name}; }`);
-    else {
-      const body: string[] = [`var r = i; var o = i32(P.o_${name});`];
-      for (let d = nd - 1; d >= 0; d--) {
-        body.push(d > 0
-          ? `o += i32(r % P.d${d}) * P.s_${name}_${d}; r = r / P.d${d};`
-          : `o += i32(r) * P.s_${name}_0;`);
-      }
-      lines.push(`fn idx_${name}(i: u32) -> u32 { ${body.join(' ')} return u32(o); }`);
-    }
-  });
+  names.forEach((name, k) => lines.push(indexHelper(name, INDEX_LAYOUT[kinds[k]!], nd)));
   const ty = bits ? 'u32' : 'f32';
   const raw = inputs.map((x) => x.raw ?? bits);
   lines.push(WGSL_MATH);

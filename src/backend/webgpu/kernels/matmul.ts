@@ -29,13 +29,14 @@
 /// <reference types="@webgpu/types" />
 
 import { declareOperand, operandUsesF16, type OperandDType, type OperandLayout } from './vector-io.js';
-import { WGSL_NARROW_16 } from '../storage.js';
+import { WGSL_NARROW_16 } from './wgsl-helpers.js';
+import { MixprecError, type ErrorCode } from '../../../errors.js';
 
 export type MatmulDType = OperandDType;
 export type MatmulKernelKind = 'subgroup' | 'tiled';
 
-export class MatmulError extends Error {
-  override name = 'MatmulError';
+export class MatmulError extends MixprecError {
+  override readonly code: ErrorCode = 'MATMUL_INVALID';
 }
 
 /** One operand: a storage buffer and where the matrix lives in it (all in elements). */

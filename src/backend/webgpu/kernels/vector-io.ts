@@ -1,4 +1,7 @@
-// Operand declarations for kernels that read four elements at a time.
+// Operand declarations for the matrix-product kernels, which read four
+// elements at a time. Their helpers are listed in OPERAND_HELPERS, in the form
+// of the table in wgsl-helpers.ts (one entry per full name, with what it
+// computes and its WGSL for each declaration).
 //
 // The formats are those of ../storage.ts (float32 as f32, float16 as f16 or as
 // two halves per u32 word, bfloat16 as two halves per word, element i of a
@@ -6,7 +9,7 @@
 // same bytes:
 //
 // - 'vec4': four elements per array entry (vec4<f32>, vec4<f16>, or vec2<u32>
-//   for packed halves), so that `load4_<n>(i)` is one memory access. On
+//   for packed halves), so that `load4_<operand>(i)` is one memory access. On
 //   lavapipe a load inside a loop becomes a scalar loop over the SIMD lanes
 //   with a bounds check per component, so one vec4 load instead of four scalar
 //   loads (and packed halves: two words for four values) saves most of it.
@@ -21,6 +24,7 @@
 // every branch of every store would run under a mask.
 
 import type { FloatDType } from '../../../dtype/dtype.js';
+import { MixprecError, type ErrorCode } from '../../../errors.js';
 
 export type OperandDType = Exclude<FloatDType, 'float64'>;
 export type OperandLayout = 'scalar' | 'vec4' | 'words' | 'atomic-words';
@@ -38,8 +42,18 @@ export interface OperandSpec {
 }
 
 
-export class OperandLayoutError extends Error {
-  override name = 'OperandLayoutError';
+/** A helper made for each operand, named `<base>_<operand>`. */
+export interface OperandHelper {
+  /** The full name, with `<operand>` standing for the operand's name. */
+  readonly name: `${string}_<operand>`;
+  /** What it computes. */
+  readonly doc: string;
+  /** The WGSL for the operand, or undefined where the helper does not exist for its declaration. */
+  source(spec: OperandSpec): string | undefined;
+}
+
+export class OperandLayoutError extends MixprecError {
+  override readonly code: ErrorCode = 'OPERAND_LAYOUT_INVALID';
 }
 
 function packed(spec: OperandSpec): boolean {
@@ -76,73 +90,107 @@ function narrow(dtype: OperandDType): string {
   return dtype === 'float16' ? 'f32_to_f16_bits' : 'f32_to_bf16_bits';
 }
 
+/** v (a vec2<f32>) narrowed to one word of two halves. */
+const pack = (s: OperandSpec, v: string) => `(${narrow(s.dtype)}(${v}.x) | (${narrow(s.dtype)}(${v}.y) << 16u))`;
+/** Word w of a packed operand declared as words. */
+const word = (s: OperandSpec, w: string) => (s.layout === 'atomic-words' ? `atomicLoad(&${s.name}[${w}])` : `${s.name}[${w}]`);
+/** A value as the f32 or native f16 stored. */
+const stored = (s: OperandSpec, v: string) => (s.dtype === 'float32' ? v : `bitcast<vec2<f16>>(f32_to_f16_bits(${v})).x`);
+const writable = (s: OperandSpec) => s.access === 'read_write';
+
 /**
- * The declaration of one operand and its helpers (indices in elements):
- *   load_<n>(i) -> f32, load2_<n>(i) -> vec2<f32> (i even), load4_<n>(i) -> vec4<f32> (i % 4 == 0);
- * with read_write access:
- *   store_<n>(i, v)   float32 and native float16,
- *   store2_<n>(i, v)  16-bit 'words' / 'atomic-words': the whole word of elements i, i + 1 (i even),
- *   store1_<n>(i, v)  16-bit 'words': read-modify-write of one half, safe only when no other
- *                     invocation of the dispatch writes the other half; 'atomic-words': a
- *                     compare-exchange loop, always safe.
- * Stores of 16-bit values need WGSL_NARROW_16 in the shader.
+ * The helpers of a matrix-product operand `<operand>` (indices in elements,
+ * unlike the quad indices of the backend's load4_<binding>), in the form of
+ * the table in wgsl-helpers.ts. Stores of 16-bit values need WGSL_NARROW_16.
  */
-export function declareOperand(spec: OperandSpec): string {
-  const { name: n, dtype, layout } = spec;
-  const ty = operandArrayType(spec);
-  const lines = [`@group(${spec.group ?? 0}) @binding(${spec.binding}) var<storage, ${spec.access}> ${n}: array<${ty}>;`];
-  const add = (s: string) => lines.push(s);
-  const writable = spec.access === 'read_write';
-
-  if (dtype === 'float32' || !packed(spec)) {
-    const t = dtype === 'float32' ? 'f32' : 'f16';
-    const toStored = dtype === 'float32' ? (v: string) => v : (v: string) => `bitcast<vec2<f16>>(f32_to_f16_bits(${v})).x`;
-    if (layout === 'vec4') {
-      add(`fn load_${n}(i: u32) -> f32 { return f32(${n}[i >> 2u][i & 3u]); }`);
-      add(`fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(${n}[i >> 2u]); }`);
-      if (writable) add(`fn store_${n}(i: u32, v: f32) { ${n}[i >> 2u][i & 3u] = ${toStored('v')}; }`);
-    } else if (layout === 'scalar') {
-      add(`fn load_${n}(i: u32) -> f32 { return f32(${n}[i]); }`);
-      add(`fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(f32(${n}[i]), f32(${n}[i + 1u]), f32(${n}[i + 2u]), f32(${n}[i + 3u])); }`);
-      if (writable) add(`fn store_${n}(i: u32, v: f32) { ${n}[i] = ${toStored('v')}; }`);
-    } else {
-      throw new OperandLayoutError(`layout '${layout}' is for packed 16-bit words, not ${t} (operand ${n})`);
-    }
-    add(`fn load2_${n}(i: u32) -> vec2<f32> { return vec2<f32>(load_${n}(i), load_${n}(i + 1u)); }`);
-    return lines.join('\n');
-  }
-
-  const pack = (v: string) => `(${narrow(dtype)}(${v}.x) | (${narrow(dtype)}(${v}.y) << 16u))`;
-  if (layout === 'vec4') {
-    add(`fn load2_${n}(i: u32) -> vec2<f32> { let w = ${n}[i >> 2u][(i >> 1u) & 1u]; return ${widen(dtype, 'w')}; }`);
-    add(`fn load_${n}(i: u32) -> f32 { return load2_${n}(i & ~1u)[i & 1u]; }`);
-    add(`fn load4_${n}(i: u32) -> vec4<f32> { let w = ${n}[i >> 2u]; return vec4<f32>(${widen(dtype, 'w.x')}, ${widen(dtype, 'w.y')}); }`);
-    if (writable) add(`fn store2_${n}(i: u32, v: vec2<f32>) { ${n}[i >> 2u][(i >> 1u) & 1u] = ${pack('v')}; }`);
-    return lines.join('\n');
-  }
-  const word = (w: string) => (layout === 'atomic-words' ? `atomicLoad(&${n}[${w}])` : `${n}[${w}]`);
-  add(`fn load2_${n}(i: u32) -> vec2<f32> { let w = ${word('i >> 1u')}; return ${widen(dtype, 'w')}; }`);
-  add(`fn load_${n}(i: u32) -> f32 { return load2_${n}(i & ~1u)[i & 1u]; }`);
-  add(`fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(load2_${n}(i), load2_${n}(i + 2u)); }`);
-  if (!writable) return lines.join('\n');
-  if (layout === 'atomic-words') {
-    add(`fn store2_${n}(i: u32, v: vec2<f32>) { atomicStore(&${n}[i >> 1u], ${pack('v')}); }`);
-    add(`fn store1_${n}(i: u32, v: f32) {
-  let h = ${narrow(dtype)}(v);
+export const OPERAND_HELPERS: readonly OperandHelper[] = [
+  {
+    name: 'load_<operand>',
+    doc: 'Element i as f32.',
+    source: (s) => {
+      const n = s.name;
+      if (packed(s)) return `fn load_${n}(i: u32) -> f32 { return load2_${n}(i & ~1u)[i & 1u]; }`;
+      return s.layout === 'vec4' ? `fn load_${n}(i: u32) -> f32 { return f32(${n}[i >> 2u][i & 3u]); }` : `fn load_${n}(i: u32) -> f32 { return f32(${n}[i]); }`;
+    },
+  },
+  {
+    name: 'load2_<operand>',
+    doc: 'Elements i and i + 1 as vec2<f32> (i even).',
+    source: (s) => {
+      const n = s.name;
+      if (!packed(s)) return `fn load2_${n}(i: u32) -> vec2<f32> { return vec2<f32>(load_${n}(i), load_${n}(i + 1u)); }`;
+      const w = s.layout === 'vec4' ? `${n}[i >> 2u][(i >> 1u) & 1u]` : word(s, 'i >> 1u');
+      return `fn load2_${n}(i: u32) -> vec2<f32> { let w = ${w}; return ${widen(s.dtype, 'w')}; }`;
+    },
+  },
+  {
+    name: 'load4_<operand>',
+    doc: 'Elements i .. i + 3 as vec4<f32> (i % 4 == 0); one memory access for the vec4 layout.',
+    source: (s) => {
+      const n = s.name;
+      if (!packed(s)) {
+        return s.layout === 'vec4'
+          ? `fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(${n}[i >> 2u]); }`
+          : `fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(f32(${n}[i]), f32(${n}[i + 1u]), f32(${n}[i + 2u]), f32(${n}[i + 3u])); }`;
+      }
+      return s.layout === 'vec4'
+        ? `fn load4_${n}(i: u32) -> vec4<f32> { let w = ${n}[i >> 2u]; return vec4<f32>(${widen(s.dtype, 'w.x')}, ${widen(s.dtype, 'w.y')}); }`
+        : `fn load4_${n}(i: u32) -> vec4<f32> { return vec4<f32>(load2_${n}(i), load2_${n}(i + 2u)); }`;
+    },
+  },
+  {
+    name: 'store_<operand>',
+    doc: 'Stores v as element i: float32, and native float16 (rounded to nearest even).',
+    source: (s) => {
+      if (packed(s) || !writable(s)) return undefined;
+      const at = s.layout === 'vec4' ? `${s.name}[i >> 2u][i & 3u]` : `${s.name}[i]`;
+      return `fn store_${s.name}(i: u32, v: f32) { ${at} = ${stored(s, 'v')}; }`;
+    },
+  },
+  {
+    name: 'store2_<operand>',
+    doc: 'Stores v as the whole word of elements i and i + 1 (i even) of a 16-bit operand.',
+    source: (s) => {
+      if (!packed(s) || !writable(s)) return undefined;
+      const n = s.name;
+      if (s.layout === 'vec4') return `fn store2_${n}(i: u32, v: vec2<f32>) { ${n}[i >> 2u][(i >> 1u) & 1u] = ${pack(s, 'v')}; }`;
+      return s.layout === 'atomic-words'
+        ? `fn store2_${n}(i: u32, v: vec2<f32>) { atomicStore(&${n}[i >> 1u], ${pack(s, 'v')}); }`
+        : `fn store2_${n}(i: u32, v: vec2<f32>) { ${n}[i >> 1u] = ${pack(s, 'v')}; }`;
+    },
+  },
+  {
+    name: 'store1_<operand>',
+    doc: "Stores v as element i of a 16-bit operand, keeping the word's other half: 'words' read-modify-write, safe only when no other invocation writes that half; 'atomic-words' a compare-exchange loop, always safe.",
+    source: (s) => {
+      if (!packed(s) || !writable(s) || s.layout === 'vec4') return undefined;
+      const n = s.name;
+      if (s.layout === 'atomic-words') {
+        return `fn store1_${n}(i: u32, v: f32) {
+  let h = ${narrow(s.dtype)}(v);
   let high = (i & 1u) == 1u;
   loop {
     let old = atomicLoad(&${n}[i >> 1u]);
     let word = select((old & 0xffff0000u) | h, (old & 0xffffu) | (h << 16u), high);
     if (atomicCompareExchangeWeak(&${n}[i >> 1u], old, word).exchanged) { break; }
   }
-}`);
-  } else {
-    add(`fn store2_${n}(i: u32, v: vec2<f32>) { ${n}[i >> 1u] = ${pack('v')}; }`);
-    add(`fn store1_${n}(i: u32, v: f32) {
-  let h = ${narrow(dtype)}(v);
+}`;
+      }
+      return `fn store1_${n}(i: u32, v: f32) {
+  let h = ${narrow(s.dtype)}(v);
   let old = ${n}[i >> 1u];
   ${n}[i >> 1u] = select((old & 0xffff0000u) | h, (old & 0xffffu) | (h << 16u), (i & 1u) == 1u);
-}`);
+}`;
+    },
+  },
+];
+
+/** The declaration of one operand and the helpers of OPERAND_HELPERS that exist for it. */
+export function declareOperand(spec: OperandSpec): string {
+  const lines = [`@group(${spec.group ?? 0}) @binding(${spec.binding}) var<storage, ${spec.access}> ${spec.name}: array<${operandArrayType(spec)}>;`];
+  for (const h of OPERAND_HELPERS) {
+    const src = h.source(spec);
+    if (src !== undefined) lines.push(src);
   }
   return lines.join('\n');
 }
