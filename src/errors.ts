@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   SAFETENSORS_INVALID: { error: 'SafetensorsError', meaning: 'a safetensors file that is malformed, truncated or does not match' },
   GPT2_CHECKPOINT_INVALID: { error: 'GPT2CheckpointError', meaning: 'a Hugging Face GPT-2 directory that cannot be loaded or written' },
   CHECKPOINT_INVALID: { error: 'CheckpointError', meaning: 'a training checkpoint that is missing, incomplete or corrupt' },
+  CHECKPOINT_REPLACED: { error: 'CheckpointReplacedError', meaning: 'a training checkpoint that a newer save replaced while it was being read' },
   DATA_INVALID: { error: 'DataError', meaning: 'data that cannot be found, read, split or batched' },
   TOKENIZER_INVALID: { error: 'TokenizerError', meaning: 'an unknown tokenizer, or ids it cannot decode' },
   TRAIN_CONFIG_INVALID: { error: 'TrainConfigError', meaning: 'a training option out of range or inconsistent' },

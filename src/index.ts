@@ -13,4 +13,4 @@ export { evaluateLoss, type EvalResult } from './train/evaluate.js';
 export { sampleText, SAMPLE_PRECISIONS, type SampleOptions, type SamplePrecision } from './train/sample.js';
 export { openModelDir, inspectModelDir, type OpenedModel, type ModelDirInfo } from './train/model-dir.js';
 export { readMetrics, METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type StartRecord, type TrainRecord, type EvalRecord } from './train/metrics.js';
-export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';
+export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, CheckpointReplacedError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';

@@ -56,7 +56,7 @@ export class CheckpointError extends MixprecError {
 
 /** A checkpoint that a save replaced while it was being read; reading it again gets the new one. */
 export class CheckpointReplacedError extends CheckpointError {
-  override name = 'CheckpointReplacedError';
+  override readonly code: ErrorCode = 'CHECKPOINT_REPLACED';
   constructor(dir: string, options?: { cause?: unknown }) {
     super(dir, 'was replaced by a newer save while it was being read', options);
   }
