@@ -4,8 +4,8 @@
 // Parameter names are Hugging Face's (`wte.weight`, `h.0.attn.c_attn.weight`, ...).
 //
 // Every layer is one fused op: dense (matmul + bias [+ GELU]) for the projections,
-// causalSelfAttention straight from the fused qkv projection, and the head as
-// dense(x, wte, transposed) so the tied weight is never copied.
+// causalSelfAttention from the fused qkv projection (explicit while it drops
+// probabilities), and the head as dense(x, wte, transposed): the tied weight is never copied.
 
 import type { Backend, HostArray } from '../backend/backend.js';
 import { Generator, mix32 } from '../backend/random.js';
