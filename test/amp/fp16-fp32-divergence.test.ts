@@ -105,7 +105,7 @@ test('the run that showed it (lr 5e-3, attention dropout): every fp16 loss, at s
     const predicted: Tensor[] = [];
     const predict = () => {
       const [s, g] = [sampler.state(), model.generator.state()];
-      const { x, y } = batchTensors(model, sampler.next(), 4, 32);
+      const { x, y } = batchTensors(model, sampler.next(), trainer.config.batchSize, trainer.config.blockSize);
       predicted.push(noGrad(() => model.forward(x, y).loss!));
       sampler.setState(s);
       model.generator.setState(g);
