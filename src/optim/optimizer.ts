@@ -117,6 +117,20 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
     return this.paramGroups.flatMap((g) => g.params);
   }
 
+  /**
+   * Random numbers drawn so far by stochastic rounding, or null when it is off.
+   * Checkpoints keep it, so that a resumed run draws the same numbers.
+   */
+  get stochasticRoundingCounter(): number | null {
+    return this.srSeed === null ? null : this.srCounter;
+  }
+
+  set stochasticRoundingCounter(n: number | null) {
+    if (this.srSeed === null || n === null) return;
+    if (!Number.isSafeInteger(n) || n < 0) throw new OptimizerError(`stochasticRoundingCounter must be a non-negative integer, got ${n}`);
+    this.srCounter = n;
+  }
+
   setLr(lr: number): void {
     for (const g of this.paramGroups) g.options.lr = lr;
   }
