@@ -4,19 +4,19 @@
 import { noGrad } from '../autograd/backward.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { add, minimum, reciprocal, sqrt, mul } from '../tensor/ops.js';
-import { Optimizer, OptimizerError } from './optimizer.js';
+import { Optimizer, OptimizerError, appliedGradient } from './optimizer.js';
 
 /**
  * Scales the gradients in place so their total L2 norm is at most maxNorm and
  * returns the norm before clipping (a 1-element tensor; inf or NaN when a
- * gradient is). Pass the optimizer instead of tensors to clip the gradients it
- * will use: with master weights those are the float32 master gradients,
- * unscaled by GradScaler.unscale.
+ * gradient is). Either form clips the gradients the optimizer will apply: with
+ * master weights, once GradScaler.unscale has prepared them, those are the
+ * float32 master gradients, not the parameters' own (still scaled) ones.
  */
 export function clipGradNorm(target: readonly Tensor[] | Optimizer<never> | { prepareGradients(): Tensor[] }, maxNorm: number): Tensor {
   if (!(maxNorm > 0)) throw new OptimizerError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
   const grads = Array.isArray(target)
-    ? (target as Tensor[]).map((p) => p.grad).filter((g): g is Tensor => g !== null)
+    ? (target as Tensor[]).map(appliedGradient).filter((g): g is Tensor => g !== null)
     : (target as { prepareGradients(): Tensor[] }).prepareGradients();
   if (grads.length === 0) throw new OptimizerError('clipGradNorm: no gradients to clip');
   const b = grads[0]!.backend;

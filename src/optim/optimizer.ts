@@ -62,6 +62,18 @@ function masterCopy(p: Tensor): Tensor {
   }
 }
 
+/** The optimizer holding each parameter, so that clipGradNorm(params) finds the gradient it will apply. */
+const owners = new WeakMap<Tensor, Optimizer<BaseOptions>>();
+
+/**
+ * The gradient the optimizer holding `p` will apply: its float32 master
+ * gradient once prepared (by GradScaler.unscale, say), else `p.grad`, from
+ * which the master gradient will be copied.
+ */
+export function appliedGradient(p: Tensor): Tensor | null {
+  return owners.get(p)?.appliedGradient(p) ?? p.grad;
+}
+
 export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimizer {
   readonly paramGroups: ParamGroup<O>[] = [];
   private prepared = false;
@@ -88,6 +100,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         if (seen.has(p)) throw new OptimizerError(`${type}: parameter ${p.describe()} appears in more than one group`);
         if (!p.requiresGrad) throw new OptimizerError(`${type}: parameter ${p.describe()} does not require grad`);
         seen.add(p);
+        owners.set(p, this as unknown as Optimizer<BaseOptions>);
       }
       const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
       this.validate(options);
@@ -154,6 +167,16 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
     }
     this.prepared = true;
     return out;
+  }
+
+  /** See the function appliedGradient. */
+  appliedGradient(p: Tensor): Tensor | null {
+    if (!p.grad) return null;
+    for (const g of this.paramGroups) {
+      const i = g.params.indexOf(p);
+      if (i >= 0) return (this.prepared && g.masterGrad[i]) || p.grad;
+    }
+    return p.grad;
   }
 
   /** Updates every parameter that has a gradient; with `foundInf` nonzero the step is skipped on the device. */
@@ -255,6 +278,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
 
   /** Releases the optimizer's state on the backend. */
   dispose(): void {
+    for (const p of this.params) if (owners.get(p) === (this as unknown)) owners.delete(p);
     for (const g of this.paramGroups) {
       g.step.dispose();
       for (const m of g.state) for (const t of m.values()) t.dispose();
