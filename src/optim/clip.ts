@@ -2,9 +2,13 @@
 // and applied on the backend without reading anything back.
 
 import { noGrad } from '../autograd/backward.js';
+import * as expr from '../backend/update-rule.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { add, minimum, reciprocal, sqrt, mul } from '../tensor/ops.js';
 import { Optimizer, OptimizerError, appliedGradient } from './optimizer.js';
+
+/** grad *= coef, coef a 1-element tensor on the device. */
+export const SCALE_RULE: expr.UpdateRule = { name: 'scale', hypers: [], scalars: ['coef'], slots: ['grad'], updates: [['grad', expr.mul('grad', 'coef')]] };
 
 /**
  * Scales the gradients in place so their total L2 norm is at most maxNorm and
@@ -26,7 +30,7 @@ export function clipGradNorm(target: readonly Tensor[] | Optimizer<never> | { pr
     const norm = sqrt(sumSq);
     // coef = min(maxNorm / (norm + 1e-6), 1), applied unconditionally as PyTorch does.
     const coef = minimum(mul(reciprocal(add(norm, 1e-6)), maxNorm), 1);
-    b.scaleInPlace(grads.map((g) => g.view), coef.view);
+    b.update(SCALE_RULE, { hypers: {}, scalars: { coef: coef.view }, tensors: grads.map((g) => ({ grad: g.view })) });
     return norm;
   }));
 }
