@@ -196,6 +196,17 @@ describe('webgpu optimizers', { skip }, () => {
     }
   }));
 
+  test('new hyperparameter values reuse the compiled pipelines (they are uniforms)', async () => {
+    const g = setup(webgpu(), 'float32', false);
+    const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0.1, 0, 0.01, 0.1] };
+    adamw(webgpu(), group(g), hyper);
+    await webgpu().sync();
+    const pipelines = webgpu().rt.stats.pipelines;
+    for (const lr of [3e-4, 1e-2, 0.5]) adamw(webgpu(), group(g), { ...hyper, lr, beta2: 0.95, weightDecay: [lr, 0.2, 0, 0.3] });
+    await webgpu().sync();
+    assert.equal(webgpu().rt.stats.pipelines, pipelines);
+  });
+
   test('a group without a found-inf flag always steps', async () => {
     const g = setup(webgpu(), 'float32', false);
     const grp = { ...group(g), foundInf: undefined };
