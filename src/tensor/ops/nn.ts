@@ -6,7 +6,7 @@ import { Generator } from '../../backend/random.js';
 import { float32Output, lowerPrecision } from '../dispatch.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
-import { Tensor, needsGrad, record } from '../tensor.js';
+import { Tensor, needsGrad, op, record } from '../tensor.js';
 import { transpose } from './shape.js';
 
 /** Dtype of saved statistics (mean, rstd, log-sum-exp): float32, or float64 for float64 inputs, as PyTorch's accumulate type. */
@@ -32,26 +32,21 @@ function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
 function alongDim(x: Tensor, dim: number, name: string, f: (t: Tensor) => Tensor): Tensor {
   const d = normDim(name, dim, Math.max(x.ndim, 1));
   if (x.ndim === 0 || d === x.ndim - 1) return f(x);
-  const t = transpose(x, d, -1);
-  const y = f(t);
-  const out = transpose(y, d, -1);
-  t.dispose();
-  y.dispose();
-  return out;
+  return transpose(f(transpose(x, d, -1)), d, -1);
 }
 
-export function softmax(x: Tensor, dim = -1): Tensor {
+export const softmax = op((x: Tensor, dim: number = -1): Tensor => {
   return alongDim(x, dim, 'softmax', (t) => softmaxLast('softmax', t, false));
-}
+});
 
-export function logSoftmax(x: Tensor, dim = -1): Tensor {
+export const logSoftmax = op((x: Tensor, dim: number = -1): Tensor => {
   return alongDim(x, dim, 'logSoftmax', (t) => softmaxLast('logSoftmax', t, true));
-}
+});
 
 // ---- layer norm ----
 
 /** Layer norm over the last dimension, with optional gain and bias (fused forward and backward). */
-export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export const layerNorm = op((x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps: number = 1e-5): Tensor => {
   requireFloat('layerNorm', x);
   const cols = x.shape[x.ndim - 1]!;
   for (const [p, what] of [[weight, 'weight'], [bias, 'bias']] as const) {
@@ -65,22 +60,19 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
   const mean = Tensor.empty([rows], statDtype(x), b), rstd = Tensor.empty([rows], statDtype(x), b);
   b.layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
   const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
-  const out = record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
+  return record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
     const gx = Tensor.empty(x.shape, x.dtype, b);
     const gw = weight?.requiresGrad ? Tensor.empty(weight.shape, weight.dtype, b) : null;
     const gb = bias?.requiresGrad ? Tensor.empty(bias.shape, bias.dtype, b) : null;
     b.layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
     return [gx, gw, gb];
   });
-  mean.dispose();
-  rstd.dispose();
-  return out;
-}
+});
 
 // ---- embedding ----
 
 /** Rows of `weight` [num, dim] picked by int32 `ids`; the gradient is a scatter-add. */
-export function embedding(ids: Tensor, weight: Tensor): Tensor {
+export const embedding = op((ids: Tensor, weight: Tensor): Tensor => {
   requireInt('embedding', 'ids', ids);
   sameBackend('embedding', ids, weight);
   if (weight.ndim !== 2) throw new ShapeError(`embedding: weight must be 2-D, got ${weight.describe()}`);
@@ -93,7 +85,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
     gy.backend.scatterAdd(gy.view, sids!.view, g.view, sids!.size, dim);
     return [g];
   });
-}
+});
 
 // ---- cross-entropy ----
 
@@ -103,7 +95,7 @@ export interface CrossEntropyOptions {
 }
 
 /** Mean cross-entropy of logits [..., classes] against int32 targets [...], fused with log-softmax. */
-export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+export const crossEntropy = op((logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor => {
   requireFloat('crossEntropy', logits);
   requireInt('crossEntropy', 'targets', targets);
   sameBackend('crossEntropy', logits, targets);
@@ -117,20 +109,17 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const loss = Tensor.empty([], float32Output(logits.dtype), b);
   const lse = Tensor.empty([rows], statDtype(logits), b), count = Tensor.empty([], 'float32', b);
   b.crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
-  const out = record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
+  return record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
     const g = Tensor.empty(logits.shape, logits.dtype, b);
     b.crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
     return [g];
   });
-  lse.dispose();
-  count.dispose();
-  return out;
-}
+});
 
 // ---- masking and dropout ----
 
 /** Fills positions above the causal diagonal of the last two dims [.., T, S] with `value` (default -inf). */
-export function causalMask(x: Tensor, value = -Infinity): Tensor {
+export const causalMask = op((x: Tensor, value: number = -Infinity): Tensor => {
   requireFloat('causalMask', x);
   if (x.ndim < 2) throw new ShapeError(`causalMask: need at least 2 dimensions, got ${fmtShape(x.shape)}`);
   const [t, s] = x.shape.slice(-2) as [number, number];
@@ -142,7 +131,7 @@ export function causalMask(x: Tensor, value = -Infinity): Tensor {
     gy.backend.causalFill(gy.view, g.view, rows, t, s, 0);
     return [g];
   });
-}
+});
 
 let defaultGenerator = new Generator(0);
 
@@ -163,7 +152,7 @@ export interface DropoutOptions {
 }
 
 /** Zeroes each element with probability p and scales the rest by 1/(1-p); the mask is recomputed from the seed in backward. */
-export function dropout(x: Tensor, p: number, opts: DropoutOptions = {}): Tensor {
+export const dropout = op((x: Tensor, p: number, opts: DropoutOptions = {}): Tensor => {
   requireFloat('dropout', x);
   if (!(p >= 0 && p < 1)) throw new TensorError(`dropout: probability must be in [0, 1), got ${p}`);
   if (p === 0 || opts.training === false) return x;
@@ -175,7 +164,7 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions = {}): Tensor
     gy.backend.dropout(gy.view, g.view, p, key, start);
     return [g];
   });
-}
+});
 
 // ---- attention ----
 
@@ -195,7 +184,7 @@ function attentionCore(
   const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], statDtype(q), b);
   b.attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
   const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
-  const out = record(o, name, inputs, saved, (go, s) => {
+  return record(o, name, inputs, saved, (go, s) => {
     const [sq, sk, sv, so, slse] = fused ? [s[0]!, s[0]!, s[0]!, s[1]!, s[2]!] : (s as [Tensor, Tensor, Tensor, Tensor, Tensor]);
     if (fused) {
       // q, k and v live in one [B, T, 3D] tensor, and so do their gradients.
@@ -209,12 +198,10 @@ function attentionCore(
       gq.view, layouts.q, gk.view, layouts.k, gv.view, layouts.v, spec);
     return [gq, gk, gv];
   });
-  lse.dispose();
-  return out;
 }
 
 /** softmax(q k^T * scale [+ causal mask]) v for q [B, H, T, d], k and v [B, H, S, d]; one fused kernel, lower precision under autocast. */
-export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, opts: AttentionOptions = {}): Tensor {
+export const scaledDotProductAttention = op((q0: Tensor, k0: Tensor, v0: Tensor, opts: AttentionOptions = {}): Tensor => {
   requireFloat('scaledDotProductAttention', q0, k0, v0);
   sameBackend('scaledDotProductAttention', q0, k0, v0);
   const [q, k, v] = lowerPrecision(q0, k0, v0);
@@ -232,14 +219,14 @@ export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, op
   const lay = (t: number): HeadLayout => ({ offset: 0, sB: H * t * d, sH: t * d, sT: d });
   const spec: AttentionSpec = { batch: B, heads: H, tq: T, tk: S, headDim: d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: !!opts.causal };
   return attentionCore('scaledDotProductAttention', [q, k, v], q, k, v, { q: lay(T), k: lay(S), v: lay(S), o: lay(T) }, spec, [B, H, T, d], false);
-}
+});
 
 /**
  * Causal self-attention straight from a fused projection qkv [B, T, 3C]
  * (q, k, v side by side, heads of C/nHead columns each) to y [B, T, C], with
  * heads already concatenated: no split, permute or merge copies.
  */
-export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
+export const causalSelfAttention = op((qkv0: Tensor, nHead: number): Tensor => {
   requireFloat('causalSelfAttention', qkv0);
   const [qkv] = lowerPrecision(qkv0);
   if (qkv.ndim !== 3 || qkv.shape[2]! % (3 * nHead) !== 0) {
@@ -251,7 +238,7 @@ export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('causalSelfAttention', [qkv], qkv, qkv, qkv,
     { q: inL(0), k: inL(1), v: inL(2), o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], true);
-}
+});
 
 /**
  * Causal self-attention of new tokens over a key/value cache, for incremental
@@ -263,7 +250,7 @@ export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
  * through, so this op is inference-only: it refuses to run where autograd would
  * record it (use noGrad).
  */
-export function cachedSelfAttention(qkv0: Tensor, nHead: number, keys: Tensor, values: Tensor, offset: number): Tensor {
+export const cachedSelfAttention = op((qkv0: Tensor, nHead: number, keys: Tensor, values: Tensor, offset: number): Tensor => {
   requireFloat('cachedSelfAttention', qkv0, keys, values);
   sameBackend('cachedSelfAttention', qkv0, keys, values);
   const [qkv] = lowerPrecision(qkv0);
@@ -304,4 +291,4 @@ export function cachedSelfAttention(qkv0: Tensor, nHead: number, keys: Tensor, v
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: offset + T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('cachedSelfAttention', [qkv], qkv, keys, values,
     { q: fromQkv(0), k: cacheL, v: cacheL, o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], false);
-}
+});
