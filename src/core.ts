@@ -9,7 +9,8 @@ export type { DType, FloatDType } from './dtype/dtype.js';
 
 export type { Backend, MemoryInfo } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu/backend.js';
-export { getBackend, setBackend, registerBackend } from './backend/registry.js';
+export { getBackend, setBackend, registerBackend, resolveBackend, BackendNotCreatedError } from './backend/registry.js';
+export { BackendError } from './backend/backend.js';
 export { Generator, type GeneratorState } from './backend/random.js';
 
 export { Tensor, tidy, keep, memory, type MemoryReport } from './tensor/tensor.js';

@@ -7,7 +7,7 @@
 
 import type { Backend } from '../backend/backend.js';
 import type { Generator } from '../backend/random.js';
-import { getBackend } from '../backend/registry.js';
+import { resolveBackend } from '../backend/registry.js';
 import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
@@ -22,9 +22,7 @@ export interface ParameterOptions {
   dtype?: FloatDType;
 }
 
-export function resolveBackend(b: Backend | string | undefined): Backend {
-  return typeof b === 'object' ? b : getBackend(b);
-}
+export { resolveBackend };
 
 export abstract class Module {
   /** Dropout is active only while training (`train()` / `eval()`). */

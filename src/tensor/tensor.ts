@@ -8,13 +8,10 @@
 import type { DType } from '../dtype/dtype.js';
 import { isFloat } from '../dtype/dtype.js';
 import type { Backend, Buf, HostArray, View } from '../backend/backend.js';
-import { getBackend, setDefaultBackendFactory } from '../backend/registry.js';
-import { CpuBackend } from '../backend/cpu/backend.js';
+import { getBackend } from '../backend/registry.js';
 import { DisposedError, DTypeError, GradError, TensorError, fmtShape } from './errors.js';
 import { Node, isGradEnabled, type BackwardFn, type Edge } from './graph.js';
 import * as ops from './ops.js';
-
-setDefaultBackendFactory(() => new CpuBackend());
 
 /** A backend buffer shared by the tensors that view it. */
 export class Storage {
