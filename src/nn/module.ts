@@ -10,6 +10,7 @@ import type { Generator } from '../backend/random.js';
 import { resolveBackend } from '../backend/registry.js';
 import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
+import { fusions } from '../tensor/fusions.js';
 import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
 
 export class ModuleError extends Error {
@@ -105,7 +106,7 @@ export abstract class Module {
       for (const [n, t] of m.params) {
         if (!t || t.dtype === d) continue;
         const c = Tensor.empty(t.shape, d, t.backend);
-        t.backend.cast(t.view, c.view);
+        fusions(t.backend).cast(t.view, c.view);
         c.requiresGrad_(true).name = t.name;
         t.grad?.dispose();
         t.dispose();

@@ -3,6 +3,7 @@
 import type { BinaryOp, UnaryOp } from '../../backend/backend.js';
 import { parseDType, promote, type DType } from '../../dtype/dtype.js';
 import { float32Output } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { DTypeError } from '../errors.js';
 import { broadcastShapes, requireFloat, sameBackend, stridedAs } from '../helpers.js';
 import { Tensor, op, record } from '../tensor.js';
@@ -201,7 +202,7 @@ export const to = op((x: Tensor, dtype: DType | string): Tensor => {
   if (d === x.dtype) return x;
   if (x.requiresGrad && d === 'int32') throw new DTypeError(`to: cannot convert ${x.describe()}, which requires grad, to int32`);
   const y = empty(x, d);
-  x.backend.cast(x.view, y.view);
+  fusions(x.backend).cast(x.view, y.view);
   return record(y, 'to', [x], [], (gy) => [gy]);
 });
 

@@ -3,9 +3,10 @@
 // autocast's lower-precision category. Gradients reuse the same kernel with
 // transposed operands, so no transpose is ever materialised.
 
-import type { MatmulSpec } from '../../backend/backend.js';
+import type { MatmulShape } from '../../backend/backend.js';
 import { promote } from '../../dtype/dtype.js';
 import { lowerPrecision } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { broadcastShapes, requireFloat, sameBackend } from '../helpers.js';
 import { Tensor, op, record, sizeOf } from '../tensor.js';
@@ -21,12 +22,12 @@ interface MatmulCall {
 function run(a: Tensor, b: Tensor, outShape: readonly number[], c: MatmulCall): Tensor {
   const dtype = promote(a.dtype, b.dtype);
   const y = Tensor.empty(outShape, dtype, a.backend);
-  const spec: MatmulSpec = {
+  const shape: MatmulShape = {
     batch: c.batch, m: c.m, n: c.n, k: c.k,
     transA: !!c.transA, transB: !!c.transB, strideA: c.strideA, strideB: c.strideB,
-    bias: c.bias?.view, gelu: c.gelu, preGelu: c.preGelu?.view,
   };
-  a.backend.matmul(a.view, b.view, y.view, spec);
+  if (c.bias || c.gelu) fusions(a.backend).matmulEpilogue(a.view, b.view, y.view, { ...shape, bias: c.bias?.view, gelu: c.gelu, preGelu: c.preGelu?.view });
+  else a.backend.matmul(a.view, b.view, y.view, shape);
   return y;
 }
 

@@ -4,6 +4,7 @@
 import type { HeadLayout, AttentionSpec } from '../../backend/backend.js';
 import { Generator } from '../../backend/random.js';
 import { float32Output, lowerPrecision } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
 import { Tensor, needsGrad, op, record } from '../tensor.js';
@@ -21,10 +22,10 @@ function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
   const cols = x.shape[x.ndim - 1] ?? 1;
   const rows = x.size / Math.max(cols, 1);
   const y = Tensor.empty(x.shape, float32Output(x.dtype), x.backend);
-  x.backend.softmax(x.view, y.view, rows, cols, log);
+  fusions(x.backend).softmax(x.view, y.view, rows, cols, log);
   return record(y, name, [x], [y], (gy, [sy]) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
+    fusions(gy.backend).softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
     return [g];
   });
 }
@@ -58,13 +59,13 @@ export const layerNorm = op((x: Tensor, weight?: Tensor | null, bias?: Tensor | 
   const b = x.backend;
   const y = Tensor.empty(x.shape, float32Output(x.dtype), b);
   const mean = Tensor.empty([rows], statDtype(x), b), rstd = Tensor.empty([rows], statDtype(x), b);
-  b.layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
+  fusions(b).layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
   const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
   return record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
     const gx = Tensor.empty(x.shape, x.dtype, b);
     const gw = weight?.requiresGrad ? Tensor.empty(weight.shape, weight.dtype, b) : null;
     const gb = bias?.requiresGrad ? Tensor.empty(bias.shape, bias.dtype, b) : null;
-    b.layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
+    fusions(b).layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
     return [gx, gw, gb];
   });
 });
@@ -108,10 +109,10 @@ export const crossEntropy = op((logits: Tensor, targets: Tensor, opts: CrossEntr
   const b = logits.backend;
   const loss = Tensor.empty([], float32Output(logits.dtype), b);
   const lse = Tensor.empty([rows], statDtype(logits), b), count = Tensor.empty([], 'float32', b);
-  b.crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
+  fusions(b).crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
   return record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
     const g = Tensor.empty(logits.shape, logits.dtype, b);
-    b.crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
+    fusions(b).crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
     return [g];
   });
 });
@@ -125,10 +126,10 @@ export const causalMask = op((x: Tensor, value: number = -Infinity): Tensor => {
   const [t, s] = x.shape.slice(-2) as [number, number];
   const rows = x.size / (t * s);
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  x.backend.causalFill(x.view, y.view, rows, t, s, value);
+  fusions(x.backend).causalFill(x.view, y.view, rows, t, s, value);
   return record(y, 'causalMask', [x], [], (gy) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.causalFill(gy.view, g.view, rows, t, s, 0);
+    fusions(gy.backend).causalFill(gy.view, g.view, rows, t, s, 0);
     return [g];
   });
 });
@@ -182,19 +183,19 @@ function attentionCore(
   const b = q.backend;
   const o = Tensor.empty(outShape, q.dtype, b);
   const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], statDtype(q), b);
-  b.attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
+  fusions(b).attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
   const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
   return record(o, name, inputs, saved, (go, s) => {
     const [sq, sk, sv, so, slse] = fused ? [s[0]!, s[0]!, s[0]!, s[1]!, s[2]!] : (s as [Tensor, Tensor, Tensor, Tensor, Tensor]);
     if (fused) {
       // q, k and v live in one [B, T, 3D] tensor, and so do their gradients.
       const g = Tensor.empty(q.shape, q.dtype, b);
-      b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+      fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
         g.view, layouts.q, g.view, layouts.k, g.view, layouts.v, spec);
       return [g];
     }
     const gq = Tensor.empty(q.shape, q.dtype, b), gk = Tensor.empty(k.shape, k.dtype, b), gv = Tensor.empty(v.shape, v.dtype, b);
-    b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+    fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
       gq.view, layouts.q, gk.view, layouts.k, gv.view, layouts.v, spec);
     return [gq, gk, gv];
   });

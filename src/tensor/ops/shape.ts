@@ -5,6 +5,7 @@ import { contiguousStrides } from '../../backend/backend.js';
 import { promoteAll } from '../../dtype/dtype.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { broadcastShapes, normDim, sameBackend } from '../helpers.js';
+import { fusions } from '../fusions.js';
 import { Storage, Tensor, op, record, sizeOf } from '../tensor.js';
 import { sumToShape } from './reduce.js';
 
@@ -127,6 +128,6 @@ export const cat = op((xs: readonly Tensor[], dim: number = 0): Tensor => {
 
 export const clone = op((x: Tensor): Tensor => {
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  x.backend.cast(x.view, y.view);
+  fusions(x.backend).cast(x.view, y.view);
   return record(y, 'clone', [x], [], (gy) => [gy]);
 });
