@@ -2,8 +2,11 @@
 //
 // Storage is reference counted (reshapes share it) and released
 // deterministically by `dispose()` or by the `tidy` scope the tensor was made
-// in. `memory()` counts live tensors and bytes per backend, so a test can show
-// that a training step leaks nothing.
+// in. One ownership rule: every op runs in its own scope (`op`) and hands back
+// only its result; what a recorded graph needs it holds as aliases. So `tidy`
+// is for callers, never needed for correctness inside an op. `memory()` counts
+// live tensors and bytes per backend, so a test can show that a training step
+// leaks nothing.
 
 import type { DType } from '../dtype/dtype.js';
 import { isFloat } from '../dtype/dtype.js';

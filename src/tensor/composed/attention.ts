@@ -3,7 +3,7 @@
 // a causal mask and a row softmax; the backward recomputes the probabilities
 // from the saved log-sum-exp, as the fused kernels do.
 
-import type { AttentionSpec, Backend, HeadLayout, MatmulShape, View } from '../../backend/backend.js';
+import type { AttentionSpec, Backend, Fusions, HeadLayout, MatmulShape, View } from '../../backend/backend.js';
 import { causalFill } from './nn.js';
 import { Scratch, computeDtype, perRow, whole, withScratch } from './scratch.js';
 
@@ -74,12 +74,8 @@ export function attention(
   });
 }
 
-export function attentionBackward(
-  b: Backend, q: View, qL: HeadLayout, kv: View, kL: HeadLayout, v: View, vL: HeadLayout,
-  o: View, oL: HeadLayout, lse: View, go: View, goL: HeadLayout,
-  gq: View, gqL: HeadLayout, gk: View, gkL: HeadLayout, gv: View, gvL: HeadLayout,
-  spec: AttentionSpec,
-): void {
+export function attentionBackward(b: Backend, ...args: Parameters<Fusions['attentionBackward']>): void {
+  const [q, qL, kv, kL, v, vL, o, oL, lse, go, goL, gq, gqL, gk, gkL, gv, gvL, spec] = args;
   withScratch(b, (sc) => {
     const k: Blocks = { b, sc, spec, c: computeDtype(q, go) };
     const { tq, tk, headDim: d, scale } = spec;
