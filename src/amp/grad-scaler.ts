@@ -11,6 +11,7 @@ import { getBackend } from '../backend/registry.js';
 import { UNSCALE_RULE, UPDATE_SCALE_RULE } from './loss-scale-rules.js';
 import { Tensor, keep } from '../tensor/tensor.js';
 import { mul } from '../tensor/ops.js';
+import { fusions } from '../tensor/fusions.js';
 import { full } from '../tensor/creation.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
@@ -153,7 +154,7 @@ export class GradScaler {
       if (typeof newScale === 'number') b.fill(this.scaleT!.view, newScale);
       else {
         if (newScale.size !== 1) throw new GradScalerError(`update(newScale): expected a 1-element tensor, got ${newScale.describe()}`);
-        b.cast(newScale.view, this.scaleT!.view);
+        fusions(b).cast(newScale.view, this.scaleT!.view);
       }
     } else {
       const flags = [...this.perOptimizer.values()].map((s) => s.foundInf).filter((f): f is Tensor => f !== null);
