@@ -19,6 +19,7 @@
 
 import type { DType } from '../dtype/dtype.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
+import type { QuantLayout } from '../dtype/quant.js';
 import type { UpdateCall, UpdateRule } from './update-rule.js';
 
 /** A typed allocation on a backend. Opaque above the backend. */
@@ -90,6 +91,13 @@ export interface MatmulEpilogue {
 
 /** A product with its epilogue. */
 export type MatmulSpec = MatmulShape & MatmulEpilogue;
+
+/** x [m, k] times a weight-only quantized matrix [n, k] (dtype/quant.ts), with an optional bias and GELU. */
+export interface QuantizedMatmulSpec extends QuantLayout {
+  m: number;
+  bias?: View;
+  gelu?: boolean;
+}
 
 /**
  * Addressing of one of q, k, v or o in attention: element (b, h, t, d) lives at
@@ -168,12 +176,18 @@ export interface Fusions {
   ): void;
   /** A product with bias, GELU (saving the value before it) or accumulation applied as it is stored. */
   matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void;
+  /**
+   * out[m, j] = gelu?(bias[j] + sum over groups g of scales[j, g] * sum over i in g of x[m, i] * q[j, i]),
+   * dequantizing the packed int32 words of q inside the product (no float copy of
+   * the matrix), accumulating in float32. Composed: dequantize, then matmul.
+   */
+  quantizedMatmul(x: View, words: View, scales: View, out: View, spec: QuantizedMatmulSpec): void;
 }
 
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['quantizedMatmul'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).

@@ -6,6 +6,7 @@
 import { FUSION_GROUPS, type Backend, type Fusions } from '../backend/backend.js';
 import * as attention from './composed/attention.js';
 import * as nn from './composed/nn.js';
+import * as quantized from './composed/quantized.js';
 
 const chosen = new WeakMap<Backend, Fusions>();
 
@@ -22,6 +23,7 @@ function composed(b: Backend): Fusions {
     attention: (...a) => attention.attention(b, ...a),
     attentionBackward: (...a) => attention.attentionBackward(b, ...a),
     matmulEpilogue: (...a) => nn.matmulEpilogue(b, ...a),
+    quantizedMatmul: (...a) => quantized.quantizedMatmul(b, ...a),
   };
 }
 

@@ -14,7 +14,7 @@ import {
 } from '../../dtype/codec.js';
 import {
   BackendError, contiguousStrides,
-  type AttentionSpec, type Backend, type Fusions, type BinaryOp, type Buf, type HeadLayout, type HostArray,
+  type AttentionSpec, type Backend, type QuantizedMatmulSpec, type Fusions, type BinaryOp, type Buf, type HeadLayout, type HostArray,
   type MatmulSpec, type MemoryInfo, type RawArray, type ReduceOp, type Strided,
   type UnaryOp, type View,
 } from '../backend.js';
@@ -29,6 +29,7 @@ import * as nn from './kernels/nn.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
 import { matmul as matmulSimple } from './kernels/matmul-simple.js';
+import { quantizedMatmul } from './kernels/quantized-matmul.js';
 import { MatmulKernels, type MatmulCall, type MatmulKernelsOptions } from './kernels/matmul.js';
 
 export { WebGPUUnavailableError, DeviceLostError, GPUOutOfMemoryError, BufferTooLargeError, GPUValidationError } from './errors.js';
@@ -307,6 +308,10 @@ export class WebGPUBackend implements Backend, Fusions {
   /** The tuned kernels apply the epilogue as they store. */
   matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void {
     this.matmul(a, b, out, spec);
+  }
+
+  quantizedMatmul(x: View, words: View, scales: View, out: View, spec: QuantizedMatmulSpec): void {
+    quantizedMatmul(this.rt, x, words, scales, out, spec);
   }
 
   // ---- fused transformer kernels ----
