@@ -27,6 +27,7 @@ export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './optim/adamw.js';
 export { SGD, SGD_DEFAULTS, type SGDOptions } from './optim/sgd.js';
 export { clipGradNorm } from './optim/clip.js';
 export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
+export { ampStep, type AmpStepOptions, type AmpStepResult, type AmpOptimizer } from './train/amp-step.js';
 
 export * from './nn/module.js';
 export * from './nn/gpt.js';
