@@ -9,7 +9,7 @@
 // the event loop (Atomics.wait: the thread sleeps, no core is used), so Dawn's
 // callback runs about once per millisecond. No global is replaced.
 
-const SLEEP_MS = 1;
+const SLEEP_MS = 0.5;
 let pending = 0;
 let throttling = false;
 let cell: Int32Array | null = null;
