@@ -8,6 +8,7 @@ export { finfo, type FInfo } from './dtype/codec.js';
 export type { DType, FloatDType } from './dtype/dtype.js';
 
 export type { Backend, MemoryInfo } from './backend/backend.js';
+export { BackendError, IndexOutOfRangeError } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu/backend.js';
 export { getBackend, setBackend, registerBackend } from './backend/registry.js';
 export { Generator, type GeneratorState } from './backend/random.js';

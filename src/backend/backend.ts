@@ -247,6 +247,26 @@ export class BackendError extends Error {
   override name = 'BackendError';
 }
 
+/**
+ * A token id outside its embedding table, or a class target outside the logits
+ * (and not the ignore index). `position` is the flat index into the ids or
+ * targets. The CPU backend throws it from the op; a device backend records the
+ * first bad entry on the device and throws it from the next read or sync.
+ */
+export class IndexOutOfRangeError extends BackendError {
+  override name = 'IndexOutOfRangeError';
+  constructor(
+    readonly what: 'token id' | 'target', readonly position: number, readonly value: number,
+    /** Valid values are 0 .. limit - 1 (and ignoreIndex, for targets). */
+    readonly limit: number, readonly ignoreIndex?: number,
+  ) {
+    const valid = what === 'token id'
+      ? `the embedding table has ${limit} rows (valid ids 0..${limit - 1})`
+      : `the logits have ${limit} classes (valid targets 0..${limit - 1}, or the ignore index ${ignoreIndex})`;
+    super(`${what} ${value} at position ${position} is out of range: ${valid}`);
+  }
+}
+
 export function view(buf: Buf, offset = 0, size = buf.size - offset): View {
   return { buf, offset, size, dtype: buf.dtype };
 }

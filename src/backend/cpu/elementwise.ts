@@ -1,6 +1,6 @@
 // Elementwise, copy and reduction kernels of the CPU backend.
 
-import { randomBits, bitsToUniform } from '../random.js';
+import { dropoutThreshold, randomBits } from '../random.js';
 import type { BinaryOp, ReduceOp, Strided, UnaryOp, View } from '../backend.js';
 import { inout, output, values, type Num } from './arrays.js';
 import { forEachRow } from './strided.js';
@@ -148,8 +148,9 @@ export function dropout(x: View, out: View, p: number, key: number, start: numbe
   const o = output(out);
   const y = o.arr;
   const scale = 1 / (1 - p);
+  const threshold = dropoutThreshold(p);
   for (let i = 0; i < out.size; i++) {
-    const keep = bitsToUniform(randomBits(key, (start + i) >>> 0)) >= p;
+    const keep = randomBits(key, (start + i) >>> 0) >>> 8 >= threshold;
     y[i] = keep ? xs[i]! * scale : 0;
   }
   o.commit();
