@@ -3,8 +3,9 @@
 // A backend owns typed buffers and runs kernels over contiguous views of them.
 // It knows nothing of autograd, autocast or tensors: the layers above decide
 // what to compute and in which dtype; a backend computes it. Every kernel reads
-// its inputs in their storage dtype, computes and accumulates in (at least)
-// float32, and rounds once when it stores to the output's dtype.
+// its inputs in their storage dtype, computes and accumulates in at least
+// float32 (the CPU reference in float64, a GPU kernel in float32), and rounds
+// once when it stores to the output's dtype.
 //
 // Kernels are "fire and forget": a device backend may queue them and run them
 // later, in order. Only `read` waits, so a training step never synchronises with
@@ -231,7 +232,7 @@ export interface Backend {
   ): void;
 
   // Multi-tensor kernels for mixed-precision training
-  /** Sum of squares of every element of every view, accumulated in float32 into out[0] (overwritten). */
+  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten). */
   sumOfSquares(views: readonly View[], out: View): void;
   /** views *= scale[0] in place. */
   scaleInPlace(views: readonly View[], scale: View): void;

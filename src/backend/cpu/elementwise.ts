@@ -176,7 +176,7 @@ export function reduce(op: ReduceOp, x: View, out: View, outer: number, r: numbe
   const o = output(out);
   const y = o.arr;
   const init = op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity;
-  // Accumulate in float64 in a scratch row so the inner loop stays contiguous.
+  // Accumulate in float64 (the reference's precision, see matmul.ts) in a scratch row so the inner loop stays contiguous.
   const acc = new Float64Array(inner);
   for (let a = 0; a < outer; a++) {
     acc.fill(init);

@@ -7,12 +7,36 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BinaryOp, Strided, UnaryOp, View } from '../../../src/backend/backend.js';
 import { contiguousStrides } from '../../../src/backend/backend.js';
+import { randomBits } from '../../../src/backend/random.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 import {
   FLOATS, assertClose, both, bothEmpty, collect, compare, compareBits, cpu, mixed, rtolFor, skip, uniform, webgpu, whole,
 } from './helpers.js';
 
 const ALL: DType[] = ['float32', 'float16', 'bfloat16', 'int32'];
+
+/** The inverse of a multiplication by odd c modulo 2^32 (Newton's iteration). */
+function inverseOdd(c: number): number {
+  let x = c;
+  for (let k = 0; k < 5; k++) x = Math.imul(x, 2 - Math.imul(c, x));
+  return x >>> 0;
+}
+
+/** The inverse of mix32 (each of its steps is a bijection of 32-bit words). */
+function unmix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, inverseOdd(0x846ca68b)) >>> 0;
+  x = (x ^ (x >>> 15) ^ (x >>> 30)) >>> 0;
+  x = Math.imul(x, inverseOdd(0x7feb352d)) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** The counter i with randomBits(key, i) === bits. */
+function counterOf(key: number, bits: number): number {
+  const i = (unmix32((unmix32(bits) - key) >>> 0) ^ key) >>> 0;
+  assert.equal(randomBits(key, i), bits);
+  return i;
+}
 
 function s(view: View, strides: number[], offset = 0): Strided {
   return { view, offset, strides };
@@ -190,6 +214,27 @@ describe('webgpu elementwise', { skip }, () => {
         const kept = maskC.filter((z) => !z).length;
         assert.ok(Math.abs(kept / data.length - (1 - p)) < 0.06, `kept fraction ${kept / data.length} for p=${p}`);
         assertClose(g, c, { rtol: rtolFor(dtype, 3e-7) }, `dropout values ${dtype}`);
+      }
+    }
+  });
+
+  test('dropout: the same mask bit for bit at the keep threshold, for p = 0.2 and random p', async () => {
+    // The counters whose random words fall next to p * 2^24, where a rule of other
+    // precision would decide differently: found by inverting randomBits.
+    const key = 0x2545f491;
+    const ps = [0.2, ...uniform(40, 17, 0, 1)];
+    for (const p of ps) {
+      const edge = Math.floor(p * 2 ** 24);
+      for (const top of [edge - 1, edge, edge + 1]) {
+        for (const low of [0, 0x80, 0xff]) {
+          const start = counterOf(key, ((top << 8) | low) >>> 0);
+          const [gx, cx] = both('float32', [1.5]);
+          const [go, co] = bothEmpty('float32', 1);
+          webgpu().dropout(gx, go, p, key, start);
+          cpu.dropout(cx, co, p, key, start);
+          const g = (await webgpu().read(go))[0], c = (await cpu.read(co))[0];
+          assert.equal(g === 0, c === 0, `p = ${p}: word ${top}:${low} (counter ${start}) kept on ${g === 0 ? 'the CPU' : 'WebGPU'} only`);
+        }
       }
     }
   });
