@@ -204,14 +204,18 @@ export interface Backend {
     x: View, weight: View | null, mean: View, rstd: View, gy: View,
     gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
   ): void;
-  /** out[i, :] = table[ids[i], :] */
+  /**
+   * out[i, :] = table[ids[i], :]. An id outside the table raises IndexOutOfRangeError
+   * (here, or on a device backend from the next read or sync; the rows it gathered are then zeros).
+   */
   gather(table: View, ids: View, out: View, n: number, dim: number): void;
-  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). */
+  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). Ids are checked as in gather. */
   scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
   /**
    * Mean cross-entropy of logits [rows, cols] against int32 targets, ignoring
    * targets equal to ignoreIndex. Writes the mean to loss[0], the number of
-   * counted rows to count[0] and each row's log-sum-exp to lse.
+   * counted rows to count[0] and each row's log-sum-exp to lse. Any other target
+   * outside [0, cols) raises IndexOutOfRangeError, when gather would.
    */
   crossEntropy(logits: View, targets: View, loss: View, lse: View, count: View, rows: number, cols: number, ignoreIndex: number): void;
   /** out = (softmax(logits) - onehot(targets)) * gy[0] / count[0], zero on ignored rows. */
