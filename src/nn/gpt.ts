@@ -108,12 +108,14 @@ export interface GPTOptions {
 export interface ForwardOptions {
   /** Position of ids[:, 0] in the sequence (for decoding with a key/value cache). Default 0. */
   positionOffset?: number;
+  /** Targets equal to this are left out of the mean loss (padding), as PyTorch's ignore_index. Default -100. */
+  ignoreIndex?: number;
 }
 
 export interface GPTOutput {
   /** [batch, time, vocab]. */
   logits: Tensor;
-  /** Mean cross-entropy over all batch * time positions; only when targets were given. */
+  /** Mean cross-entropy over the batch * time positions whose target is not ignoreIndex; only when targets were given. */
   loss?: Tensor;
 }
 
@@ -173,7 +175,7 @@ export class GPT extends Module {
       x = this.ln_f.forward(x);
       // Tied head: x @ wte^T, reading wte [V, C] as the transposed weight.
       const logits = dense(x, this.wte.weight, null, { transposed: true });
-      return targets ? { logits, loss: crossEntropy(logits, targets) } : { logits };
+      return targets ? { logits, loss: crossEntropy(logits, targets, { ignoreIndex: opts.ignoreIndex }) } : { logits };
     });
   }
 

@@ -89,6 +89,26 @@ describe('webgpu backend', { skip }, () => {
     assert.ok(after.peakBytes >= after.bytes);
   });
 
+  test('a repeated step whose dispatch count is no multiple of the group size makes no new bind groups after its first run', async () => {
+    const b = webgpu();
+    const batch = b.alloc('float32', 4), x = b.alloc('float32', 64);
+    const xv: View = { buf: x, offset: 0, size: 64, dtype: 'float32' };
+    b.fill(xv, 1);
+    // A step: write the batch (a block the step's kernels do not use), then 7 kernels.
+    const step = () => {
+      b.write({ buf: batch, offset: 0, size: 4, dtype: 'float32' }, [1, 2, 3, 4]);
+      for (let k = 0; k < 7; k++) b.unary('affine', xv, xv, 1, k);
+    };
+    step();
+    step();
+    const made = b.rt.stats.bindGroups;
+    for (let i = 0; i < 60; i++) step();
+    await b.sync();
+    assert.equal(b.rt.stats.bindGroups, made);
+    b.free(batch);
+    b.free(x);
+  });
+
   test('kernels are recorded without waiting and submitted in groups; reads see every earlier write', async () => {
     const b = webgpu();
     const n = 1000;
