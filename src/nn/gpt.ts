@@ -179,9 +179,12 @@ export class GPT extends Module {
     });
   }
 
-  /** The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else the parameter dtype. */
+  /**
+   * The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else
+   * the parameter dtype of the blocks (ln_f's: a quantized model keeps its embedding in 16 bits and computes in float32).
+   */
   computeDtype(region: FloatDType | null = autocastDtype()): FloatDType {
-    const p = this.dtype as FloatDType;
+    const p = this.ln_f.weight.dtype as FloatDType;
     return region && p !== 'float64' ? region : p;
   }
 
