@@ -123,6 +123,18 @@ export interface AttentionSpec {
   causal: boolean;
 }
 
+/** How `sample` picks one token per row of logits. */
+export interface SampleSpec {
+  rows: number;
+  cols: number;
+  /** Divides the logits; 0 takes the first largest logit. */
+  temperature: number;
+  /** Keeps the topK largest logits (ties with the k-th kept); 0 keeps all. */
+  topK: number;
+  /** Then keeps the most probable tokens whose probabilities first reach topP of the total (ties kept); 1 keeps all. */
+  topP: number;
+}
+
 export interface MemoryInfo {
   /** Live buffers and their bytes as allocated (including a pool's free blocks, if any). */
   buffers: number;
@@ -184,12 +196,19 @@ export interface Fusions {
    * the matrix), accumulating in float32. Composed: dequantize, then matmul.
    */
   quantizedMatmul(x: View, words: View, scales: View, out: View, spec: QuantizedMatmulSpec): void;
+  /**
+   * One token id per row of logits [rows, cols] into int32 out [rows]: the first
+   * index whose running sum of kept probabilities (exp(logit / temperature - max / temperature),
+   * in index order) reaches uniforms[row] (in [0, 1)) times their total; -1 for a
+   * row holding a non-finite logit. Composed: the CPU reference over synchronous reads.
+   */
+  sample(logits: View, uniforms: View, out: View, spec: SampleSpec): void;
 }
 
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['quantizedMatmul'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['quantizedMatmul'], ['sample'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).

@@ -7,6 +7,7 @@ import { FUSION_GROUPS, type Backend, type Fusions } from '../backend/backend.js
 import * as attention from './composed/attention.js';
 import * as nn from './composed/nn.js';
 import * as quantized from './composed/quantized.js';
+import * as sampling from './composed/sample.js';
 
 const chosen = new WeakMap<Backend, Fusions>();
 
@@ -24,6 +25,7 @@ function composed(b: Backend): Fusions {
     attentionBackward: (...a) => attention.attentionBackward(b, ...a),
     matmulEpilogue: (...a) => nn.matmulEpilogue(b, ...a),
     quantizedMatmul: (...a) => quantized.quantizedMatmul(b, ...a),
+    sample: (...a) => sampling.sample(b, ...a),
   };
 }
 
