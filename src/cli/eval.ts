@@ -1,7 +1,7 @@
 // `mixprec eval`: validation loss and perplexity of a checkpoint (or any GPT-2 directory).
 
 import { parsePolicy } from '../amp/policy.js';
-import { weightBytes, type WeightFormat } from '../nn/quantize.js';
+import { weightBytes, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { evalBatches } from '../data/batches.js';
 import { loadTokenizedSplits } from '../data/cache.js';
 import type { TokenizerName } from '../data/tokenizer.js';
@@ -47,7 +47,7 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
   const policy = parsePolicy((v.precision as string | undefined) ?? run?.precision ?? 'fp32', 'none');
   const probe = await openModelDir(info, {
     backend: selected.backend, dtype: policy.params as 'float32' | 'float16' | 'bfloat16',
-    weights: v.weights as WeightFormat, groupSize: v['group-size'] as number | undefined,
+    weights: v.weights as WeightFormat | undefined, groupSize: v['group-size'] as number | undefined,
   });
   const { model } = probe;
   try {
@@ -61,11 +61,11 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
     }
     const data = await loadTokenizedSplits({ data: dataSpec, tokenizer });
     const batches = evalBatches(data.validation, { batchSize, blockSize, steps, split: 'validation' });
-    err.write(`model: ${describeOpened(probe)}, ${v.weights} weights (${(weightBytes(model) / 2 ** 20).toFixed(1)} MiB), precision ${policy.name}\n`);
+    err.write(`model: ${describeOpened(probe)}, ${weightFormat(model)} weights (${(weightBytes(model) / 2 ** 20).toFixed(1)} MiB), precision ${policy.name}\n`);
     err.write(`data: ${data.source}: ${steps} batches of ${batchSize} x ${blockSize} tokens from the validation split\n`);
     const r = await evaluateLoss(model, batches, { policy, batchSize, blockSize, tokenizer: tokenizer.name });
     if (v.json) {
-      out.write(`${JSON.stringify({ checkpoint: probe.dir, step: probe.step, precision: policy.name, weights: v.weights, weightBytes: weightBytes(model), backend: selected.description, data: data.source, ...r })}\n`);
+      out.write(`${JSON.stringify({ checkpoint: probe.dir, step: probe.step, precision: policy.name, weights: weightFormat(model), weightBytes: weightBytes(model), backend: selected.description, data: data.source, ...r })}\n`);
     } else {
       const perByte = r.valLossPerByte !== undefined ? ` = ${r.valLossPerByte.toFixed(4)} nats/byte` : '';
       out.write(`val loss ${r.valLoss.toFixed(4)} nats/token${perByte}, perplexity ${r.perplexity.toFixed(2)} (${r.evalTokens.toLocaleString('en-US')} tokens)\n`);

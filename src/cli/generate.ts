@@ -4,7 +4,7 @@ import type { TokenizerName } from '../data/tokenizer.js';
 import type { BackendChoice } from '../train/config.js';
 import { openModelDir } from '../train/model-dir.js';
 import { SAMPLE_PRECISIONS, sampleTexts, type SamplePrecision } from '../train/sample.js';
-import type { WeightFormat } from '../nn/quantize.js';
+import { weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION, MODEL_DIR_OPTIONS, WEIGHTS_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
@@ -41,14 +41,14 @@ export async function generateCommand(argv: readonly string[], out: OutputStream
   }
   const v = args.values;
   const selected = await useBackend(v.backend as BackendChoice, err);
-  const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend, weights: v.weights as WeightFormat, groupSize: v['group-size'] as number | undefined });
+  const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend, weights: v.weights as WeightFormat | undefined, groupSize: v['group-size'] as number | undefined });
   const { model } = opened;
   try {
     const tokenizer = await modelTokenizer(v.tokenizer as TokenizerName | undefined, opened, GENERATE_SPEC);
     const prompt = v.prompt as string;
     if (prompt.length === 0) throw new UsageError('option --prompt: the prompt is empty (give at least one character)', shortUsage(GENERATE_SPEC));
     const numSamples = v['num-samples'] as number;
-    err.write(`model: ${describeOpened(opened)}, ${v.weights} weights, sampling in ${v.precision}\n`);
+    err.write(`model: ${describeOpened(opened)}, ${weightFormat(model)} weights, sampling in ${v.precision}\n`);
     // One sample streams as its tokens arrive; several are printed whole, one after another.
     if (numSamples === 1) out.write(prompt);
     const texts = await sampleTexts(model, tokenizer, prompt, {

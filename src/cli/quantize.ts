@@ -33,8 +33,8 @@ export async function quantizeCommand(argv: readonly string[], out: OutputStream
     return EXIT_OK;
   }
   const v = args.values;
-  const weights = v.weights as WeightFormat;
-  if (weights === 'fp32') throw new UsageError('option --weights: fp32 is the format models are trained in; choose int8, int4, fp16 or bf16', shortUsage(QUANTIZE_SPEC));
+  const weights = v.weights as WeightFormat | undefined;
+  if (weights === undefined || weights === 'fp32') throw new UsageError('option --weights: choose int8, int4, fp16 or bf16', shortUsage(QUANTIZE_SPEC));
   const selected = await useBackend(v.backend as BackendChoice, err);
   const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend, weights, groupSize: v['group-size'] as number | undefined });
   const { model } = opened;

@@ -13,6 +13,7 @@ import { tensor } from '../../src/tensor/creation.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { sampleTexts } from '../../src/train/sample.js';
 import { skip, webgpu } from '../backend/webgpu/helpers.js';
+import { primitivesOnly } from '../backend/primitives-only.js';
 
 const cfg: GPTConfig = { vocabSize: 256, blockSize: 32, nLayer: 2, nHead: 2, nEmbd: 32, dropout: 0, bias: true };
 const prompt = (backend: CpuBackend | ReturnType<typeof webgpu>) => tensor(Int32Array.from([10, 20, 30, 40, 50, 60]), { shape: [2, 3], dtype: 'int32', backend });
@@ -71,6 +72,17 @@ describe('GPT.generate on the device', () => {
       assert.ok(!text.includes(stop) && free[i]!.startsWith(text), `sample ${i}`);
       assert.equal(streamed[i], text, `sample ${i} streamed`);
     });
+  });
+});
+
+describe('generation on a backend without the sample and quantizedMatmul kernels', () => {
+  it('composes them (over synchronous reads) into the same tokens, or says what it lacks', async () => {
+    const run = async (backend: ReturnType<typeof primitivesOnly>) => {
+      const m = await quantize(new GPT(cfg, { backend, seed: 8 }), 'int4', { groupSize: 32 });
+      return host(await m.generate(tensor(Int32Array.from([1, 2, 3]), { shape: [1, 3], dtype: 'int32', backend }), { maxNewTokens: 6, topP: 0.9, seed: 1 }));
+    };
+    assert.deepEqual(await run(primitivesOnly({ readSync: true })), await run(new CpuBackend()));
+    await assert.rejects(run(primitivesOnly()), /needs the quantizedMatmul kernel or synchronous reads/);
   });
 });
 
