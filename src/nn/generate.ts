@@ -75,7 +75,8 @@ export async function generate(model: GPT, ids: Tensor, opts: GenerateOptions): 
   const backend = model.backend;
   const input = (tokens: number[][]) => tensor(Int32Array.from(tokens.flat()), { shape: [B, tokens[0]!.length], dtype: 'int32', backend });
   const window = () => rows.map((r) => r.slice(-blockSize));
-  const cache = useCache ? model.createCache(B, model.computeDtype(region)) : null;
+  // Room for what this call generates only: a short continuation needs no cache of the whole context.
+  const cache = useCache ? model.createCache(B, model.computeDtype(region), Math.min(T0, blockSize) + maxNewTokens) : null;
   /** Logits [B, 1, V] of the next token; `last` holds the ids sampled last step, still on the device. */
   const nextLogits = (first: boolean, last: Tensor | null): Tensor => inRegion(() => tidy(() => {
     if (!cache) {

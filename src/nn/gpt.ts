@@ -188,11 +188,11 @@ export class GPT extends Module {
     return region && p !== 'float64' ? region : p;
   }
 
-  /** An empty key/value cache for `batch` sequences of up to blockSize positions, in the compute dtype. */
-  createCache(batch: number, dtype: FloatDType = this.computeDtype()): KVCache {
+  /** An empty key/value cache for `batch` sequences of up to `capacity` (at most blockSize) positions, in the compute dtype. */
+  createCache(batch: number, dtype: FloatDType = this.computeDtype(), capacity = this.config.blockSize): KVCache {
     const c = this.config;
     return new KVCache({
-      nLayer: c.nLayer, nHead: c.nHead, headDim: c.nEmbd / c.nHead, batch, capacity: c.blockSize, dtype, backend: this.backend,
+      nLayer: c.nLayer, nHead: c.nHead, headDim: c.nEmbd / c.nHead, batch, capacity: Math.min(capacity, c.blockSize), dtype, backend: this.backend,
     });
   }
 

@@ -36,6 +36,15 @@ describe('GPT.generate on the device', () => {
     assert.deepEqual(backend.reads, [6, 2, 2, 2, 2, 2]);
   });
 
+  it('sizes the key/value cache to the prompt and the new tokens, not the whole context', async () => {
+    const backend = new CpuBackend();
+    const m = new GPT(cfg, { backend, seed: 1 });
+    const before = backend.memory().bytes;
+    await m.generate(prompt(backend), { maxNewTokens: 2, seed: 2 });
+    const wholeContextCache = 2 * cfg.nLayer * 2 * cfg.blockSize * cfg.nEmbd * 4; // keys and values, batch 2, float32
+    assert.ok(backend.memory().peakBytes - before < wholeContextCache, `${backend.memory().peakBytes - before} bytes at the peak`);
+  });
+
   it('top-k 1 and top-p near 0 are greedy argmax', async () => {
     const m = new GPT(cfg, { seed: 3 });
     const greedy = await host(await m.generate(prompt(new CpuBackend()), { maxNewTokens: 8, temperature: 0 }));
