@@ -54,7 +54,8 @@ export interface GenerateOptions {
  * learned and absolute, so cached keys cannot be shifted: once the context
  * reaches blockSize, each step recomputes the cropped window of the last
  * blockSize tokens (as the cache-less path does), which keeps the two paths
- * token for token identical. Only the last position's logits are read back.
+ * token for token identical. Only the last position's logits are computed, and
+ * sampled on the device: each step reads back the sampled ids alone.
  */
 export async function generate(model: GPT, ids: Tensor, opts: GenerateOptions): Promise<Tensor> {
   const { maxNewTokens, temperature, topK, topP, seed, useCache } = checkGenerateOptions(opts);
