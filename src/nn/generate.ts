@@ -49,7 +49,8 @@ export interface GenerateOptions {
 
 /**
  * Appends maxNewTokens sampled tokens to each row of the prompt ids (int32
- * [batch, time]) and returns the new ids. With the cache (the default), one
+ * [batch, time]) and returns the new ids (fewer columns when every row reached
+ * eosTokenId first, or onStep ended it). With the cache (the default), one
  * pass over the prompt fills it, then each step feeds one token. Positions are
  * learned and absolute, so cached keys cannot be shifted: once the context
  * reaches blockSize, each step recomputes the cropped window of the last
