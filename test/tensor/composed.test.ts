@@ -40,7 +40,7 @@ const cases: Case[] = [
   { name: 'scaledDotProductAttention, causal, 3 queries over 5 keys', shapes: [[1, 2, 3, 4], [1, 2, 5, 4], [1, 2, 5, 4]], fn: attentionOf(true) },
   { name: 'scaledDotProductAttention, not causal', shapes: [[2, 1, 4, 3], [2, 1, 4, 3], [2, 1, 4, 3]], fn: attentionOf(false) },
   { name: 'causalSelfAttention', shapes: [[2, 3, 12]], fn: (qkv) => mp.causalSelfAttention(qkv, 2) },
-  { name: 'dense with bias and GELU', shapes: [[2, 3, 4], [4, 5], [5]], fn: (x, w, b) => mp.dense(x, w, b, { gelu: true }) },
+  { name: 'dense with bias and GELU', shapes: [[2, 3, 4], [4, 5], [5]], fn: (x, w, b) => mp.linear(x, w, b, { weightLayout: 'in,out', gelu: true }) },
   { name: 'linear with bias', shapes: [[3, 4], [5, 4], [5]], fn: (x, w, b) => mp.linear(x, w, b) },
 ];
 

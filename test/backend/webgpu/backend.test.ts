@@ -291,9 +291,9 @@ describe('webgpu backend', { skip }, () => {
       const g = mp.tensor(uniform(12, 4, 0.5, 1.5), { ...opts, shape: [12] });
       const wo = mp.tensor(normal(12 * 5, 5, 0.3), { ...opts, shape: [12, 5] });
       const targets = mp.tensor(Int32Array.from({ length: 16 }, (_, i) => i % 5), { backend, shape: [2, 8], dtype: 'int32' });
-      const h = mp.dense(mp.layerNorm(x, g, null), w, bias, { gelu: true });
+      const h = mp.linear(mp.layerNorm(x, g, null), w, bias, { weightLayout: 'in,out', gelu: true });
       const y = mp.causalSelfAttention(h, 3);
-      const logits = mp.dense(y, wo);
+      const logits = mp.linear(y, wo, null, { weightLayout: 'in,out' });
       const loss = mp.crossEntropy(logits, targets);
       loss.backward();
       const out = {
