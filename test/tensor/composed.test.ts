@@ -112,6 +112,20 @@ describe('compositions standing in for missing fusions', () => {
     outputs[1]!.forEach((v, i) => assertClose(v, outputs[0]![i]!, ['first', 'next', 'keys', 'values'][i]!));
   });
 
+  test('sumOfSquares: the composition gives the fused total over several views and dtypes', () => {
+    for (const dtype of ['float32', 'float16', 'bfloat16', 'float64'] as const) {
+      const totals = [cpu, composedOnly].map((backend) => mp.tidy(() => {
+        const views = [[5], [300], [0], [2, 7]].map((shape, i) => mp.tensor(host(randLeaf(shape, 20 + i, { scale: 3, grad: false })), { dtype, shape, backend }));
+        const out = mp.zeros([1], { dtype: dtype === 'float64' ? 'float64' : 'float32', backend });
+        fusions(backend).sumOfSquares(views.map((v) => v.storageView), out.storageView);
+        return host(out)[0]!;
+      }));
+      // The fused kernel sums in float64; the composition rounds each square and the running total to float32.
+      const rtol = dtype === 'float64' ? 1e-12 : 1e-6;
+      assert.ok(Math.abs(totals[1]! - totals[0]!) <= rtol * totals[0]!, `${dtype}: composed ${totals[1]}, fused ${totals[0]}`);
+    }
+  });
+
   test('a 16-bit cast through the composed copy rounds as the fused cast does', () => {
     const x = randLeaf([64], 4, { scale: 1000, grad: false });
     for (const dtype of ['float16', 'bfloat16'] as const) {
