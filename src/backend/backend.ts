@@ -203,12 +203,14 @@ export interface Fusions {
    * row holding a non-finite logit. Composed: the CPU reference over synchronous reads.
    */
   sample(logits: View, uniforms: View, out: View, spec: SampleSpec): void;
+  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten): gradient norms in one pass. */
+  sumOfSquares(views: readonly View[], out: View): void;
 }
 
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['quantizedMatmul'], ['sample'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'], ['quantizedMatmul'], ['sample'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).
@@ -268,9 +270,7 @@ export interface Backend extends Partial<Fusions> {
   /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). Ids are checked as in gather. */
   scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
 
-  // Multi-tensor kernels for mixed-precision training
-  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten). */
-  sumOfSquares(views: readonly View[], out: View): void;
+  // Multi-tensor update for mixed-precision training
   /**
    * Applies an update rule (update-rule.ts: the optimizers, gradient unscaling,
    * the loss-scale rule) to every tensor of the call, under the rule's skip flag.

@@ -134,7 +134,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     await saveGPT2(c.model, tmp);
     await writeSafetensors(join(tmp, OPTIMIZER_STATE_FILE), named.map(([name, t]) => ({
       name, dtype: toSafetensorsDType(t.dtype), shape: t.shape,
-      data: async () => (await t.backend.readRaw(t.view)) as Float32Array,
+      data: async () => (await t.backend.readRaw(t.storageView)) as Float32Array,
     })), { format: 'mixprec-optimizer' });
     await writeFileAtomic(join(tmp, OPTIMIZER_META_FILE), json(meta));
     await writeFileAtomic(join(tmp, SCALER_FILE), json(scaler));
@@ -339,7 +339,7 @@ export async function restoreOptimizer<O extends BaseOptions>(ckpt: Checkpoint, 
         throw new CheckpointError(file, `tensor '${name}' is ${info.dtype} [${info.shape.join(', ')}], the optimizer needs ${want} [${t.shape.join(', ')}]`);
       }
     }
-    for (const [name, t] of named) t.backend.writeRaw(t.view, (await reader.read(name)).data as Float32Array);
+    for (const [name, t] of named) t.backend.writeRaw(t.storageView, (await reader.read(name)).data as Float32Array);
   } finally {
     await reader.close();
   }

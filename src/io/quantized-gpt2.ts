@@ -45,14 +45,14 @@ export async function saveQuantizedGPT2(model: GPT, dir: string, configJson: Rec
     const q = layers.get(name);
     if (q) {
       const { n, k } = q.layout;
-      tensors.push({ name, dtype: 'U8', shape: [n, (k * BITS[q.format]) / 8], data: async () => bytesOf(await q.words.backend.readRaw(q.words.view)) });
-      tensors.push({ name: name + SCALE_SUFFIX, dtype: 'F32', shape: [n, groupsPerRow(q.layout)], data: async () => await q.scales.backend.readRaw(q.scales.view) as Float32Array });
+      tensors.push({ name, dtype: 'U8', shape: [n, (k * BITS[q.format]) / 8], data: async () => bytesOf(await q.words.backend.readRaw(q.words.storageView)) });
+      tensors.push({ name: name + SCALE_SUFFIX, dtype: 'F32', shape: [n, groupsPerRow(q.layout)], data: async () => await q.scales.backend.readRaw(q.scales.storageView) as Float32Array });
       continue;
     }
     const p = params.get(name);
     // A model without biases is written with zero biases, the same function.
     tensors.push(p
-      ? { name, dtype: toSafetensorsDType(p.dtype), shape, data: async () => await p.backend.readRaw(p.view) as TensorData }
+      ? { name, dtype: toSafetensorsDType(p.dtype), shape, data: async () => await p.backend.readRaw(p.storageView) as TensorData }
       : { name, dtype: 'F32', shape, data: new Float32Array(sizeOf(shape)) });
   }
   // Per-row int8 has one group per row, whose size differs between layers: recorded as 0.
@@ -91,7 +91,7 @@ export async function loadQuantizedGPT2(reader: SafetensorsReader, format: Quant
     }
     for (const [name, p] of model.namedParameters()) {
       const data = await checked(name, toSafetensorsDType(p.dtype), [...p.shape]);
-      p.backend.writeRaw(p.view, data as Float32Array);
+      p.backend.writeRaw(p.storageView, data as Float32Array);
     }
     freezeForInference(model);
     return model;

@@ -26,6 +26,7 @@ function composed(b: Backend): Fusions {
     matmulEpilogue: (...a) => nn.matmulEpilogue(b, ...a),
     quantizedMatmul: (...a) => quantized.quantizedMatmul(b, ...a),
     sample: (...a) => sampling.sample(b, ...a),
+    sumOfSquares: (...a) => nn.sumOfSquares(b, ...a),
   };
 }
 

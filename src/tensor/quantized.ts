@@ -32,8 +32,8 @@ export class QuantizedWeight {
   static fromBits(layout: QuantLayout, words: Int32Array, scales: Float32Array, backend: Backend): QuantizedWeight {
     const wt = keep(Tensor.empty([layout.n, wordsPerRow(layout)], 'int32', backend));
     const st = keep(Tensor.empty([layout.n, groupsPerRow(layout)], 'float32', backend));
-    backend.writeRaw(wt.view, words);
-    backend.writeRaw(st.view, scales);
+    backend.writeRaw(wt.storageView, words);
+    backend.writeRaw(st.storageView, scales);
     return new QuantizedWeight(layout, wt, st);
   }
 
@@ -62,6 +62,6 @@ export const quantizedLinear = op((x0: Tensor, w: QuantizedWeight, bias0?: Tenso
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== n)) throw new ShapeError(`quantizedLinear: bias ${fmtShape(bias.shape)} does not fit ${n} outputs`);
   const dtype = x === x0 ? promote(x.dtype, 'float32') : x.dtype;
   const y = Tensor.empty([...x.shape.slice(0, -1), n], dtype, x.backend);
-  fusions(x.backend).quantizedMatmul(x.view, w.words.view, w.scales.view, y.view, { ...w.layout, m: x.size / k, bias: bias?.view, gelu: opts.gelu });
+  fusions(x.backend).quantizedMatmul(x.storageView, w.words.storageView, w.scales.storageView, y.storageView, { ...w.layout, m: x.size / k, bias: bias?.storageView, gelu: opts.gelu });
   return y;
 });

@@ -11,6 +11,6 @@ export const sampleTokens = op((logits: Tensor, uniforms: Tensor, spec: Omit<Sam
   const [rows, cols] = logits.shape as [number, number];
   if (uniforms.dtype !== 'float32' || uniforms.size !== rows) throw new ShapeError(`sampleTokens: uniforms must be float32 [${rows}], got ${uniforms.describe()}`);
   const ids = Tensor.empty([rows], 'int32', logits.backend);
-  fusions(logits.backend).sample(logits.view, uniforms.view, ids.view, { ...spec, rows, cols });
+  fusions(logits.backend).sample(logits.storageView, uniforms.storageView, ids.storageView, { ...spec, rows, cols });
   return ids;
 });

@@ -45,7 +45,7 @@ describe('quantize', () => {
         const { n, k } = qw.layout;
         const w = new Float32Array(n * k);
         for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) w[i * n + j] = rows[j * k + i]!;
-        cpu.write(layer.weight.view, w);
+        cpu.write(layer.weight.storageView, w);
       }
       const a = logits(q), b = logits(f);
       a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) <= 1e-5 * (1 + Math.abs(b[i]!)), `logit ${i}: ${v} vs ${b[i]}`));
@@ -77,14 +77,14 @@ describe('quantized GPT-2 directories', () => {
       await saveGPT2(q, dir);
       const r = await loadGPT2(dir, { backend: cpu });
       assert.equal(weightFormat(r), format);
-      const bits = (t: Tensor) => Array.from(new Uint8Array(cpu.readSync(t.view).buffer));
+      const bits = (t: Tensor) => Array.from(new Uint8Array(cpu.readSync(t.storageView).buffer));
       for (const [[name, a], [, b]] of linearLayers(q).map((e, i) => [e, linearLayers(r)[i]!] as const)) {
         assert.deepEqual(bits(b.quantized!.words), bits(a.quantized!.words), `${name} words`);
         assert.deepEqual(bits(b.quantized!.scales), bits(a.quantized!.scales), `${name} scales`);
         assert.deepEqual(b.quantized!.layout, a.quantized!.layout);
       }
       const pr = new Map(r.namedParameters());
-      for (const [name, p] of q.namedParameters()) assert.deepEqual([...(await cpu.readRaw(pr.get(name)!.view))], [...(await cpu.readRaw(p.view))], name);
+      for (const [name, p] of q.namedParameters()) assert.deepEqual([...(await cpu.readRaw(pr.get(name)!.storageView))], [...(await cpu.readRaw(p.storageView))], name);
       assert.deepEqual(logits(r), logits(q));
       await assert.rejects(loadGPT2(dir, { backend: cpu, weights: format === 'int8' ? 'int4' : 'int8' }), GPT2CheckpointError);
     });
