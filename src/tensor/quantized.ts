@@ -5,7 +5,7 @@
 import type { Backend } from '../backend/backend.js';
 import { promote } from '../dtype/dtype.js';
 import { groupsPerRow, quantizeMatrix, quantLayout, wordsPerRow, type QuantFormat, type QuantLayout } from '../dtype/quant.js';
-import { lowerPrecision } from './dispatch.js';
+import { activeAutocast, lowerPrecision } from './dispatch.js';
 import { ShapeError, TensorError, fmtShape } from './errors.js';
 import { fusions } from './fusions.js';
 import { Tensor, keep, op } from './tensor.js';
@@ -51,8 +51,8 @@ export class QuantizedWeight {
 /**
  * y = x @ W^T + bias (then tanh-GELU with `gelu`) over the last dimension of x,
  * for a quantized W [out, in]: one kernel that dequantizes as it multiplies.
- * Outside autocast the result is float32 (or wider x's dtype); inside, x is cast
- * to the autocast dtype and the result has it.
+ * Outside autocast the result is float32 (float64 for float64 x); inside, x is
+ * cast to the autocast dtype and the result has it, as a float matmul's does.
  */
 export const quantizedLinear = op((x0: Tensor, w: QuantizedWeight, bias0?: Tensor | null, opts: { gelu?: boolean } = {}): Tensor => {
   if (x0.requiresGrad) throw new TensorError(`quantizedLinear: ${x0.describe()} requires a gradient, but quantized weights are for inference (use noGrad or a float model)`);
@@ -60,7 +60,7 @@ export const quantizedLinear = op((x0: Tensor, w: QuantizedWeight, bias0?: Tenso
   const { n, k } = w.layout;
   if (x.shape[x.ndim - 1] !== k) throw new ShapeError(`quantizedLinear: input ${fmtShape(x0.shape)} does not fit the ${w.format} weight [${n} out, ${k} in]`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== n)) throw new ShapeError(`quantizedLinear: bias ${fmtShape(bias.shape)} does not fit ${n} outputs`);
-  const dtype = x === x0 ? promote(x.dtype, 'float32') : x.dtype;
+  const dtype = activeAutocast() && x.dtype !== 'float64' ? x.dtype : promote(x.dtype, 'float32');
   const y = Tensor.empty([...x.shape.slice(0, -1), n], dtype, x.backend);
   fusions(x.backend).quantizedMatmul(x.storageView, w.words.storageView, w.scales.storageView, y.storageView, { ...w.layout, m: x.size / k, bias: bias?.storageView, gelu: opts.gelu });
   return y;

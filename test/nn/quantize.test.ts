@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { autocast } from '../../src/amp/autocast.js';
 import { noGrad } from '../../src/autograd/backward.js';
 import { CpuBackend } from '../../src/backend/cpu/backend.js';
 import { dequantizeMatrix, QuantizeError } from '../../src/dtype/quant.js';
@@ -57,6 +58,15 @@ describe('quantize', () => {
     const int8 = weightBytes(await quantize(new GPT(cfg, { backend: cpu }), 'int8'));
     const int4 = weightBytes(await quantize(new GPT(cfg, { backend: cpu }), 'int4', { groupSize: 32 }));
     assert.ok(int8 < 0.4 * fp32 && int4 < 0.3 * fp32, `${fp32} ${int8} ${int4}`);
+  });
+
+  it('quantizedLinear gives float32 outside autocast and the autocast dtype inside, as a float matmul does', async () => {
+    const w = (await quantize(new GPT(cfg, { backend: cpu }), 'int8')).h[0]!.mlp.c_fc.quantized!;
+    const x16 = tensor(new Float32Array(64).fill(0.5), { shape: [1, 64], dtype: 'float16', backend: cpu });
+    assert.equal(quantizedLinear(x16, w).dtype, 'float32');
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      assert.equal(autocast({ dtype }, () => quantizedLinear(x16, w)).dtype, dtype);
+    }
   });
 
   it('refuses misuse with typed errors', async () => {
