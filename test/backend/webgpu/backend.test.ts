@@ -267,7 +267,10 @@ describe('webgpu backend', { skip }, () => {
       const v = up(b, 'float32', [1, 2, 3, 4]);
       const seen: (typeof setImmediate)[] = [];
       const watch = setInterval(() => seen.push(globalThis.setImmediate), 0);
-      const [back] = await Promise.all([b.read(v), b.sync(), b.read(v)]);
+      const waits = Promise.all([b.read(v), b.sync(), b.read(v)]);
+      // The waits have begun (a replacement would be installed by now), whether or not a timer fires before they end.
+      seen.push(globalThis.setImmediate);
+      const [back] = await waits;
       clearInterval(watch);
       assert.deepEqual(Array.from(back), [1, 2, 3, 4]);
       assert.ok(seen.length > 0);
