@@ -2,10 +2,10 @@
 // checkpoint directory, or any Hugging Face GPT-2 directory.
 
 import { join, resolve } from 'node:path';
-import { toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { stat } from 'node:fs/promises';
 import type { Backend } from '../backend/backend.js';
 import type { FloatDType } from '../dtype/dtype.js';
+import { toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import type { GPT } from '../nn/gpt.js';
 import { CheckpointError, CheckpointReplacedError, isCheckpointDir, loadCheckpointModel, readCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { CONFIG_FILE, loadGPT2 } from '../io/gpt2.js';
