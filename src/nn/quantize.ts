@@ -74,11 +74,11 @@ export async function quantize(model: GPT, format: QuantFormat, opts: QuantizeOp
   return model;
 }
 
-/** Puts a float32 model into a weight format: converts (fp16, bf16) or quantizes (int8, int4) it once. */
+/** Puts a float model into a weight format: converts (fp32, fp16, bf16) or quantizes (int8, int4) it once. */
 export async function toWeightFormat(model: GPT, format: WeightFormat, opts: QuantizeOptions = {}): Promise<GPT> {
-  switch (parseWeightFormat(format)) {
-    case 'fp32': return model;
-    case 'fp16': case 'bf16': return model.to(parseDType(format));
-    default: return quantize(model, format as QuantFormat, opts);
-  }
+  const f = parseWeightFormat(format);
+  if (f === weightFormat(model)) return model;
+  if (isQuantized(model)) throw new QuantizeError(`toWeightFormat: a ${weightFormat(model)} model cannot be converted to ${f} (load its float weights instead)`);
+  if (f === 'int8' || f === 'int4') return quantize(model, f, opts);
+  return model.to(f === 'fp32' ? 'float32' : parseDType(f));
 }

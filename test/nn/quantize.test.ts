@@ -109,6 +109,8 @@ describe('quantized GPT-2 directories', () => {
     assert.deepEqual(logits(loaded), logits(direct));
     const fp16 = await loadGPT2(dir, { backend: cpu, weights: 'fp16' });
     assert.ok(fp16.parameters().every((p) => p.dtype === 'float16'), 'fp16: every parameter converted once');
+    assert.ok((await toWeightFormat(fp16, 'fp32')).parameters().every((p) => p.dtype === 'float32'), 'back to fp32');
+    await assert.rejects(toWeightFormat(loaded, 'fp16'), (e: Error) => e instanceof QuantizeError && /int8 model cannot be converted to fp16/.test(e.message));
   });
 });
 
