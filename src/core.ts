@@ -34,6 +34,9 @@ export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
 export { ampStep, type AmpStepOptions, type AmpStepResult, type AmpOptimizer } from './train/amp-step.js';
 
 export * from './nn/module.js';
+export { quantize, toWeightFormat, parseWeightFormat, weightFormat, weightBytes, isQuantized, WEIGHT_FORMATS, type WeightFormat, type QuantizeOptions } from './nn/quantize.js';
+export { QuantizedWeight, quantizedLinear } from './tensor/quantized.js';
+export { QuantizeError, type QuantFormat, type QuantLayout } from './dtype/quant.js';
 export * from './nn/gpt.js';
 
 export { createWebGPUBackend, WebGPUBackend, type WebGPUBackendOptions } from './backend/webgpu/backend.js';

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   DATA_INVALID: { error: 'DataError', meaning: 'data that cannot be found, read, split or batched' },
   TOKENIZER_INVALID: { error: 'TokenizerError', meaning: 'an unknown tokenizer, or ids it cannot decode' },
   TRAIN_CONFIG_INVALID: { error: 'TrainConfigError', meaning: 'a training option out of range or inconsistent' },
+  QUANTIZE_INVALID: { error: 'QuantizeError', meaning: 'a weight format or quantized tensor that cannot be built, stored or loaded' },
   CLI_USAGE: { error: 'UsageError', meaning: 'a command line that does not parse' },
 } as const;
 

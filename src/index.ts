@@ -10,7 +10,7 @@ export { Trainer, train, createOptimizer, createScaler, modelConfig, CHECKPOINT_
 export { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, resolveLossScale, TrainConfigError, parseDuration, formatDuration, type TrainConfig, type BackendChoice } from './train/config.js';
 export { selectBackend, BackendUnavailableError, type SelectedBackend } from './train/select-backend.js';
 export { evaluateLoss, type EvalResult } from './train/evaluate.js';
-export { sampleText, SAMPLE_PRECISIONS, type SampleOptions, type SamplePrecision } from './train/sample.js';
+export { sampleText, sampleTexts, SAMPLE_PRECISIONS, type SampleOptions, type SamplePrecision } from './train/sample.js';
 export { openModelDir, inspectModelDir, type OpenedModel, type ModelDirInfo } from './train/model-dir.js';
 export { readMetrics, METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type StartRecord, type TrainRecord, type EvalRecord } from './train/metrics.js';
 export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, CheckpointReplacedError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';

@@ -20,6 +20,7 @@
 
 import type { DType } from '../dtype/dtype.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
+import type { QuantLayout } from '../dtype/quant.js';
 import type { UpdateCall, UpdateRule } from './update-rule.js';
 
 /** A typed allocation on a backend. Opaque above the backend. */
@@ -92,6 +93,13 @@ export interface MatmulEpilogue {
 /** A product with its epilogue. */
 export type MatmulSpec = MatmulShape & MatmulEpilogue;
 
+/** x [m, k] times a weight-only quantized matrix [n, k] (dtype/quant.ts), with an optional bias and GELU. */
+export interface QuantizedMatmulSpec extends QuantLayout {
+  m: number;
+  bias?: View;
+  gelu?: boolean;
+}
+
 /**
  * Addressing of one of q, k, v or o in attention: element (b, h, t, d) lives at
  * offset + b*sB + h*sH + t*sT + d. This lets attention read q, k and v straight
@@ -113,6 +121,18 @@ export interface AttentionSpec {
   headDim: number;
   scale: number;
   causal: boolean;
+}
+
+/** How `sample` picks one token per row of logits. */
+export interface SampleSpec {
+  rows: number;
+  cols: number;
+  /** Divides the logits; 0 takes the first largest logit. */
+  temperature: number;
+  /** Keeps the topK largest logits (ties with the k-th kept); 0 keeps all. */
+  topK: number;
+  /** Then keeps the most probable tokens whose probabilities first reach topP of the total (ties kept); 1 keeps all. */
+  topP: number;
 }
 
 export interface MemoryInfo {
@@ -170,6 +190,19 @@ export interface Fusions {
   ): void;
   /** A product with bias, GELU (saving the value before it) or accumulation applied as it is stored. */
   matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void;
+  /**
+   * out[m, j] = gelu?(bias[j] + sum over groups g of scales[j, g] * sum over i in g of x[m, i] * q[j, i]),
+   * dequantizing the packed int32 words of q inside the product (no float copy of
+   * the matrix), accumulating in float32. Composed: dequantize, then matmul.
+   */
+  quantizedMatmul(x: View, words: View, scales: View, out: View, spec: QuantizedMatmulSpec): void;
+  /**
+   * One token id per row of logits [rows, cols] into int32 out [rows]: the first
+   * index whose running sum of kept probabilities (exp(logit / temperature - max / temperature),
+   * in index order) reaches uniforms[row] (in [0, 1)) times their total; -1 for a
+   * row holding a non-finite logit. Composed: the CPU reference over synchronous reads.
+   */
+  sample(logits: View, uniforms: View, out: View, spec: SampleSpec): void;
   /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten): gradient norms in one pass. */
   sumOfSquares(views: readonly View[], out: View): void;
 }
@@ -177,7 +210,7 @@ export interface Fusions {
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'], ['quantizedMatmul'], ['sample'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).

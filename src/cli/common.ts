@@ -1,5 +1,6 @@
 // Options and steps the commands share.
 
+import { WEIGHT_FORMATS } from '../nn/quantize.js';
 import { TOKENIZER_NAMES, loadTokenizer, type Tokenizer, type TokenizerName } from '../data/tokenizer.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../train/config.js';
 import { describeSelection, selectBackend, type SelectedBackend } from '../train/select-backend.js';
@@ -12,6 +13,12 @@ export const HELP_OPTION: OptionSpec = { name: 'help', short: 'h', type: 'flag',
 export function backendOption(defaultChoice: BackendChoice = 'auto'): OptionSpec {
   return { name: 'backend', type: 'enum', values: BACKEND_CHOICES, default: defaultChoice, help: 'auto tries WebGPU and falls back to the CPU backend' };
 }
+
+/** --weights and --group-size: the weight format a model is run in. */
+export const WEIGHTS_OPTIONS: readonly OptionSpec[] = [
+  { name: 'weights', type: 'enum', values: WEIGHT_FORMATS, defaultText: "the directory's format (fp32 for float weights)", help: 'weight format: float32, 16-bit floats cast once, or int8/int4 weight-only quantization (embedding in fp16)' },
+  { name: 'group-size', type: 'int', min: 1, defaultText: 'int8: one scale per output channel; int4: 64', help: 'inputs per quantization scale (int4: 32 or 64)' },
+];
 
 /** --checkpoint and --tokenizer of the commands that open a trained model. */
 export const MODEL_DIR_OPTIONS: readonly OptionSpec[] = [

@@ -1,6 +1,7 @@
 // `mixprec eval`: validation loss and perplexity of a checkpoint (or any GPT-2 directory).
 
 import { parsePolicy } from '../amp/policy.js';
+import { weightBytes, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { evalBatches } from '../data/batches.js';
 import { loadTokenizedSplits } from '../data/cache.js';
 import type { TokenizerName } from '../data/tokenizer.js';
@@ -9,7 +10,7 @@ import { evaluateLoss } from '../train/evaluate.js';
 import { inspectModelDir, openModelDir } from '../train/model-dir.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
-import { HELP_OPTION, MODEL_DIR_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
+import { HELP_OPTION, MODEL_DIR_OPTIONS, WEIGHTS_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
 import { parsePrecision } from './train.js';
 
@@ -24,6 +25,7 @@ export const EVAL_SPEC: CommandSpec = {
     { name: 'batch-size', type: 'int', min: 1, defaultText: "the run's, or 8", help: 'sequences per batch' },
     { name: 'block-size', type: 'int', min: 1, defaultText: "the run's, or min(256, the model's context)", help: 'tokens per sequence' },
     { name: 'eval-steps', type: 'int', min: 1, defaultText: "the run's, or 16", help: 'batches of fixed validation windows' },
+    ...WEIGHTS_OPTIONS,
     backendOption(),
     { name: 'json', type: 'flag', help: 'print the result as one JSON object' },
     HELP_OPTION,
@@ -43,7 +45,10 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
   const run = info.config;
   // The policy decides the parameter dtype (fp16-master and bf16-master hold 16-bit weights).
   const policy = parsePolicy((v.precision as string | undefined) ?? run?.precision ?? 'fp32', 'none');
-  const probe = await openModelDir(info, { backend: selected.backend, dtype: policy.params as 'float32' | 'float16' | 'bfloat16' });
+  const probe = await openModelDir(info, {
+    backend: selected.backend, dtype: policy.params as 'float32' | 'float16' | 'bfloat16',
+    weights: v.weights as WeightFormat | undefined, groupSize: v['group-size'] as number | undefined,
+  });
   const { model } = probe;
   try {
     const tokenizer = await modelTokenizer(v.tokenizer as TokenizerName | undefined, probe, EVAL_SPEC);
@@ -56,11 +61,11 @@ export async function evalCommand(argv: readonly string[], out: OutputStream, er
     }
     const data = await loadTokenizedSplits({ data: dataSpec, tokenizer });
     const batches = evalBatches(data.validation, { batchSize, blockSize, steps, split: 'validation' });
-    err.write(`model: ${describeOpened(probe)}, precision ${policy.name}\n`);
+    err.write(`model: ${describeOpened(probe)}, ${weightFormat(model)} weights (${(weightBytes(model) / 2 ** 20).toFixed(1)} MiB), precision ${policy.name}\n`);
     err.write(`data: ${data.source}: ${steps} batches of ${batchSize} x ${blockSize} tokens from the validation split\n`);
     const r = await evaluateLoss(model, batches, { policy, batchSize, blockSize, tokenizer: tokenizer.name });
     if (v.json) {
-      out.write(`${JSON.stringify({ checkpoint: probe.dir, step: probe.step, precision: policy.name, backend: selected.description, data: data.source, ...r })}\n`);
+      out.write(`${JSON.stringify({ checkpoint: probe.dir, step: probe.step, precision: policy.name, weights: weightFormat(model), weightBytes: weightBytes(model), backend: selected.description, data: data.source, ...r })}\n`);
     } else {
       const perByte = r.valLossPerByte !== undefined ? ` = ${r.valLossPerByte.toFixed(4)} nats/byte` : '';
       out.write(`val loss ${r.valLoss.toFixed(4)} nats/token${perByte}, perplexity ${r.perplexity.toFixed(2)} (${r.evalTokens.toLocaleString('en-US')} tokens)\n`);

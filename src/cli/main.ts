@@ -1,4 +1,4 @@
-// The `mixprec` command line: `mixprec <train|eval|generate> [options]`.
+// The `mixprec` command line: `mixprec <train|eval|generate|quantize> [options]`.
 // bin/mixprec.js runs the compiled form of this file; during development
 // `node --import tsx src/cli/main.ts ...` runs it from source.
 
@@ -8,6 +8,7 @@ import { PROGRAM, UsageError } from './args.js';
 import { EXIT_OK, EXIT_USAGE, reportError } from './errors.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
+import { quantizeCommand } from './quantize.js';
 import type { OutputStream } from './progress.js';
 import { trainCommand } from './train.js';
 
@@ -17,6 +18,7 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   train: { run: trainCommand, summary: 'train a GPT with mixed precision (the default run: a small GPT on the Brown corpus)' },
   eval: { run: evalCommand, summary: 'validation loss and perplexity of a checkpoint' },
   generate: { run: generateCommand, summary: 'sample text from a checkpoint' },
+  quantize: { run: quantizeCommand, summary: 'write a model in an inference weight format (int8, int4, fp16, bf16)' },
 };
 
 const USAGE = `usage: ${PROGRAM} <command> [options]`;

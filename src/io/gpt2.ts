@@ -19,6 +19,8 @@ import { parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
+import { isQuantized, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
+import { loadQuantizedGPT2, saveQuantizedGPT2, storedQuantFormat } from './quantized-gpt2.js';
 import {
   SafetensorsError, SafetensorsReader, toMixprecDType, toSafetensorsDType, writeSafetensors,
   type RawTensor, type SafetensorsDType, type TensorData, type TensorInfo,
@@ -169,6 +171,13 @@ export interface LoadGPT2Options {
   dropout?: number;
   /** Seeds the model's generator (dropout). */
   seed?: number;
+  /**
+   * Weight format for inference (nn/quantize.ts), applied once after loading a
+   * float file. A quantized file loads in its own format (naming another is an error).
+   */
+  weights?: WeightFormat;
+  /** Inputs per scale when quantizing (int4: 32 or 64). */
+  groupSize?: number;
 }
 
 const FLOAT_STORED: SafetensorsDType[] = ['F32', 'F16', 'BF16', 'F64'];
@@ -255,6 +264,11 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
   });
   let model: GPT | undefined;
   try {
+    const stored = storedQuantFormat(reader);
+    if (stored) {
+      if (opts.weights !== undefined && opts.weights !== stored) throw new GPT2CheckpointError(weightsFile, `holds ${stored} weights, not ${opts.weights}`, 'weights');
+      return await loadQuantizedGPT2(reader, stored, config, opts);
+    }
     const { sources, lmHead } = planLoad(reader, config);
     model = new GPT(config, { backend: opts.backend, dtype, seed: opts.seed, init: 'none' });
     for (const [name, param] of model.namedParameters()) {
@@ -266,7 +280,7 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
       }
       assign(param, stored);
     }
-    return model;
+    return opts.weights ? await toWeightFormat(model, opts.weights, { groupSize: opts.groupSize }) : model;
   } catch (err) {
     model?.dispose();
     throw err;
@@ -298,6 +312,10 @@ async function storedData(param: Tensor | undefined, size: number, dtype: Safete
  * Each file is replaced atomically; other files in `dir` are left alone.
  */
 export async function saveGPT2(model: GPT, dir: string, opts: SaveGPT2Options = {}): Promise<void> {
+  if (isQuantized(model)) {
+    if (opts.dtype !== undefined) throw new GPT2CheckpointError(dir, `a ${weightFormat(model)} model is stored as it is, not as ${opts.dtype}`, 'dtype');
+    return saveQuantizedGPT2(model, dir, gpt2ConfigJson(model.config, 'float32'), WEIGHTS_FILE, CONFIG_FILE);
+  }
   const dtype = parseDType(opts.dtype ?? model.dtype);
   if (dtype === 'int32') throw new GPT2CheckpointError(dir, 'weights must be stored as a floating-point type', 'dtype');
   const st = toSafetensorsDType(dtype);

@@ -1,13 +1,15 @@
-// Generation from a GPT: autoregressive decoding with a key/value cache (or
-// without, recomputing the context), and sampling with temperature and top-k
-// from a counter-based generator, so a seed gives the same tokens anywhere.
+// Generation from a GPT: autoregressive decoding with a key/value cache in
+// the compute dtype (or without, recomputing the context), the prompt in one
+// pass, and sampling with temperature, top-k and top-p on the device from a
+// counter-based generator's uniforms, so that a seed gives the same tokens on
+// every backend and only the sampled ids come back to the host each step.
 
-import type { HostArray } from '../backend/backend.js';
 import { Generator } from '../backend/random.js';
 import { noGrad } from '../autograd/backward.js';
 import { tensor } from '../tensor/creation.js';
-import { slice } from '../tensor/ops.js';
-import { Tensor, tidy } from '../tensor/tensor.js';
+import { reshape, slice } from '../tensor/ops.js';
+import { sampleTokens } from '../tensor/sample.js';
+import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { autocast, autocastDtype, type AutocastDType } from '../amp/autocast.js';
 import type { GPT } from './gpt.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
@@ -24,6 +26,15 @@ export interface GenerateOptions {
   temperature?: number;
   /** Samples only among the k most likely tokens (ties with the k-th kept, as nanoGPT). */
   topK?: number;
+  /** Then only among the most likely tokens whose probabilities first reach topP of the rest (nucleus sampling; default 1, all). */
+  topP?: number;
+  /** A row that samples this id is finished: its later positions hold it too. Generation ends when every row is. */
+  eosTokenId?: number;
+  /**
+   * Called with the ids just sampled ([batch]) as each step's arrive (streaming);
+   * returning true ends generation after this step.
+   */
+  onStep?: (ids: Int32Array, step: number) => boolean | void;
   /** Seeds the counter-based sampler (default 0): same seed and logits, same tokens, on every backend. */
   seed?: number;
   /**
@@ -38,15 +49,17 @@ export interface GenerateOptions {
 
 /**
  * Appends maxNewTokens sampled tokens to each row of the prompt ids (int32
- * [batch, time]) and returns the new ids. With the cache (the default), one
+ * [batch, time]) and returns the new ids (fewer columns when every row reached
+ * eosTokenId first, or onStep ended it). With the cache (the default), one
  * pass over the prompt fills it, then each step feeds one token. Positions are
  * learned and absolute, so cached keys cannot be shifted: once the context
  * reaches blockSize, each step recomputes the cropped window of the last
  * blockSize tokens (as the cache-less path does), which keeps the two paths
- * token for token identical. Only the last position's logits are read back.
+ * token for token identical. Only the last position's logits are computed, and
+ * sampled on the device: each step reads back the sampled ids alone.
  */
 export async function generate(model: GPT, ids: Tensor, opts: GenerateOptions): Promise<Tensor> {
-  const { maxNewTokens, temperature, topK, seed, useCache } = checkGenerateOptions(opts);
+  const { maxNewTokens, temperature, topK, topP, seed, useCache } = checkGenerateOptions(opts);
   if (ids.dtype !== 'int32' || ids.ndim !== 2 || ids.shape[0] === 0 || ids.shape[1] === 0) {
     throw new GenerationError(`GPT.generate: ids must be a non-empty int32 [batch, time] tensor (the prompt), got ${ids.describe()}`);
   }
@@ -58,14 +71,16 @@ export async function generate(model: GPT, ids: Tensor, opts: GenerateOptions): 
   const prompt = await ids.toArray();
   const rows: number[][] = [];
   for (let b = 0; b < B; b++) rows.push(Array.from(prompt.subarray(b * T0, (b + 1) * T0)));
-  if (maxNewTokens === 0) return tensor(Int32Array.from(rows.flat()), { shape: [B, T0], dtype: 'int32', backend: ids.backend });
+  const result = () => tensor(Int32Array.from(rows.flat()), { shape: [B, rows[0]!.length], dtype: 'int32', backend: ids.backend });
+  if (maxNewTokens === 0) return result();
 
   const backend = model.backend;
   const input = (tokens: number[][]) => tensor(Int32Array.from(tokens.flat()), { shape: [B, tokens[0]!.length], dtype: 'int32', backend });
   const window = () => rows.map((r) => r.slice(-blockSize));
-  const cache = useCache ? model.createCache(B, model.computeDtype(region)) : null;
-  /** Logits [B, 1, V] of the next token. */
-  const nextLogits = (first: boolean): Tensor => inRegion(() => tidy(() => {
+  // Room for what this call generates only: a short continuation needs no cache of the whole context.
+  const cache = useCache ? model.createCache(B, model.computeDtype(region), Math.min(T0, blockSize) + maxNewTokens) : null;
+  /** Logits [B, 1, V] of the next token; `last` holds the ids sampled last step, still on the device. */
+  const nextLogits = (first: boolean, last: Tensor | null): Tensor => inRegion(() => tidy(() => {
     if (!cache) {
       return noGrad(() => {
         const ctx = input(window());
@@ -76,76 +91,50 @@ export async function generate(model: GPT, ids: Tensor, opts: GenerateOptions): 
       cache.reset();
       return model.forwardWithCache(input(window()), cache, { lastOnly: true });
     }
-    return model.forwardWithCache(input(rows.map((r) => [r[r.length - 1]!])), cache, { lastOnly: true });
+    return model.forwardWithCache(reshape(last!, [B, 1]), cache, { lastOnly: true });
   }));
 
   const rng = new Generator(seed);
+  const finished = new Array<boolean>(B).fill(false);
   const wasTraining = model.training;
+  let last: Tensor | null = null;
   model.eval();
   try {
     for (let step = 0; step < maxNewTokens; step++) {
-      const logits = nextLogits(step === 0);
-      let last: HostArray;
-      try {
-        last = await logits.toArray();
-      } finally {
-        logits.dispose();
-      }
+      const next: Tensor = keep(tidy(() => {
+        const logits = nextLogits(step === 0, last);
+        const uniforms = tensor(rng.uniform(B), { shape: [B], backend });
+        return sampleTokens(reshape(logits, [B, V]), uniforms, { temperature, topK, topP });
+      }));
+      last?.dispose();
+      last = next;
+      const sampled = (await next.toArray()) as Int32Array;
+      const bad = sampled.indexOf(-1);
+      if (bad >= 0) throw new GenerationError(`GPT.generate: a logit is not finite at step ${step}, row ${bad} (did the model overflow its dtype?)`);
       for (let b = 0; b < B; b++) {
-        rows[b]!.push(sampleToken(last.subarray(b * V, (b + 1) * V), temperature, topK, rng, () => `step ${step}, row ${b}`));
+        const id = finished[b] ? opts.eosTokenId! : sampled[b]!;
+        rows[b]!.push(id);
+        if (id === opts.eosTokenId) finished[b] = true;
       }
+      if (opts.onStep?.(sampled, step) === true || finished.every(Boolean)) break;
     }
   } finally {
+    last?.dispose();
     cache?.dispose();
     model.train(wasTraining);
   }
-  return tensor(Int32Array.from(rows.flat()), { shape: [B, T0 + maxNewTokens], dtype: 'int32', backend: ids.backend });
+  return result();
 }
 
 function checkGenerateOptions(opts: GenerateOptions) {
-  const { maxNewTokens, temperature = 1, topK, seed = 0, useCache = true } = opts;
+  const { maxNewTokens, temperature = 1, topK, topP = 1, seed = 0, useCache = true } = opts;
   const bad = (what: string, v: unknown) => new GenerationError(`GPT.generate: ${what}, got ${JSON.stringify(v) ?? String(v)}`);
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw bad('maxNewTokens must be a non-negative integer', maxNewTokens);
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) throw bad('temperature must be a finite number >= 0', temperature);
   if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw bad('topK must be a positive integer', topK);
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw bad('topP must be in (0, 1]', topP);
+  if (opts.eosTokenId !== undefined && (!Number.isSafeInteger(opts.eosTokenId) || opts.eosTokenId < 0)) throw bad('eosTokenId must be a non-negative integer', opts.eosTokenId);
   if (!Number.isSafeInteger(seed)) throw bad('seed must be an integer', seed);
   if (opts.autocast !== undefined && opts.autocast !== 'float16' && opts.autocast !== 'bfloat16') throw bad("autocast must be 'float16' or 'bfloat16'", opts.autocast);
-  return { maxNewTokens, temperature, topK, seed, useCache };
-}
-
-/**
- * One token from a row of logits: argmax at temperature 0; otherwise softmax of
- * logits / temperature (restricted to the topK largest) sampled with one
- * uniform draw from rng, so equal logits and seed give equal tokens anywhere.
- */
-function sampleToken(
-  logits: ArrayLike<number>, temperature: number, topK: number | undefined, rng: Generator, where: () => string,
-): number {
-  const V = logits.length;
-  let best = 0;
-  for (let i = 0; i < V; i++) {
-    const v = logits[i]!;
-    if (!Number.isFinite(v)) throw new GenerationError(`GPT.generate: logit ${i} is ${v} at ${where()} (did the model overflow its dtype?)`);
-    if (v > logits[best]!) best = i;
-  }
-  if (temperature === 0) return best;
-  let cutoff = -Infinity;
-  if (topK !== undefined && topK < V) cutoff = Float64Array.from(logits).sort()[V - topK]!;
-  const max = logits[best]! / temperature;
-  const p = new Float64Array(V);
-  let sum = 0;
-  for (let i = 0; i < V; i++) {
-    if (logits[i]! < cutoff) continue;
-    p[i] = Math.exp(logits[i]! / temperature - max);
-    sum += p[i]!;
-  }
-  let u = rng.uniform(1)[0]! * sum;
-  let last = best;
-  for (let i = 0; i < V; i++) {
-    if (p[i] === 0) continue;
-    last = i;
-    u -= p[i]!;
-    if (u <= 0) return i;
-  }
-  return last;
+  return { maxNewTokens, temperature, topK: topK ?? 0, topP, seed, useCache };
 }

@@ -179,17 +179,20 @@ export class GPT extends Module {
     });
   }
 
-  /** The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else the parameter dtype. */
+  /**
+   * The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else
+   * the parameter dtype of the blocks (ln_f's: a quantized model keeps its embedding in 16 bits and computes in float32).
+   */
   computeDtype(region: FloatDType | null = autocastDtype()): FloatDType {
-    const p = this.dtype as FloatDType;
+    const p = this.ln_f.weight.dtype as FloatDType;
     return region && p !== 'float64' ? region : p;
   }
 
-  /** An empty key/value cache for `batch` sequences of up to blockSize positions, in the compute dtype. */
-  createCache(batch: number, dtype: FloatDType = this.computeDtype()): KVCache {
+  /** An empty key/value cache for `batch` sequences of up to `capacity` (at most blockSize) positions, in the compute dtype. */
+  createCache(batch: number, dtype: FloatDType = this.computeDtype(), capacity = this.config.blockSize): KVCache {
     const c = this.config;
     return new KVCache({
-      nLayer: c.nLayer, nHead: c.nHead, headDim: c.nEmbd / c.nHead, batch, capacity: c.blockSize, dtype, backend: this.backend,
+      nLayer: c.nLayer, nHead: c.nHead, headDim: c.nEmbd / c.nHead, batch, capacity: Math.min(capacity, c.blockSize), dtype, backend: this.backend,
     });
   }
 

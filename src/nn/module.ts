@@ -12,6 +12,7 @@ import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype
 import { Tensor } from '../tensor/tensor.js';
 import { fusions } from '../tensor/fusions.js';
 import { dropout, embedding, layerNorm, linear } from '../tensor/ops.js';
+import { quantizedLinear, type QuantizedWeight } from '../tensor/quantized.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class ModuleError extends MixprecError {
@@ -50,6 +51,17 @@ export abstract class Module {
     const t = this.params.get(name);
     if (t === undefined) throw new ModuleError(`no parameter '${name}' in ${this.constructor.name}`);
     return t;
+  }
+
+  /** Replaces (and disposes) the module's own parameter `name`; null leaves it absent. */
+  protected replaceParameter(name: string, t: Tensor | null): void {
+    const old = this.param(name);
+    if (old) {
+      old.grad?.dispose();
+      old.dispose();
+    }
+    if (t) t.requiresGrad_(true).name = old?.name ?? name;
+    this.params.set(name, t);
   }
 
   /** Every parameter with its dotted name, in registration order (depth first). */
@@ -158,11 +170,35 @@ export class Linear extends Module {
     this.addParameter('weight', emptyParameter([inFeatures, outFeatures], opts, `Linear(${inFeatures}, ${outFeatures}).weight`));
     this.addParameter('bias', opts.bias === false ? null : emptyParameter([outFeatures], opts));
   }
-  get weight(): Tensor { return this.param('weight')!; }
+  /** The float weight; a ModuleError once the layer is quantized (see `quantized`). */
+  get weight(): Tensor {
+    if (this.quantized) throw new ModuleError(`Linear(${this.inFeatures}, ${this.outFeatures}).weight is quantized to ${this.quantized.format}: read .quantized`);
+    return this.param('weight')!;
+  }
   get bias(): Tensor | null { return this.param('bias'); }
 
+  /** The weight in a quantized format, transposed to [out, in] rows; null while it is a float parameter. */
+  quantized: QuantizedWeight | null = null;
+
+  /** Replaces the float weight by a quantized one (for inference: it takes no gradient). */
+  setQuantized(w: QuantizedWeight): void {
+    if (w.layout.n !== this.outFeatures || w.layout.k !== this.inFeatures) {
+      throw new ModuleError(`Linear(${this.inFeatures}, ${this.outFeatures}): a quantized weight of [${w.layout.n} out, ${w.layout.k} in] does not fit`);
+    }
+    if (!this.quantized) this.replaceParameter('weight', null);
+    this.quantized?.dispose();
+    this.quantized = w;
+  }
+
   forward(x: Tensor): Tensor {
+    if (this.quantized) return quantizedLinear(x, this.quantized, this.bias, { gelu: this.gelu });
     return linear(x, this.weight, this.bias, { weightLayout: 'in,out', gelu: this.gelu });
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.quantized?.dispose();
+    this.quantized = null;
   }
 }
 

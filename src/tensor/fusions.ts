@@ -6,6 +6,8 @@
 import { FUSION_GROUPS, type Backend, type Fusions } from '../backend/backend.js';
 import * as attention from './composed/attention.js';
 import * as nn from './composed/nn.js';
+import * as quantized from './composed/quantized.js';
+import * as sampling from './composed/sample.js';
 
 const chosen = new WeakMap<Backend, Fusions>();
 
@@ -22,6 +24,8 @@ function composed(b: Backend): Fusions {
     attention: (...a) => attention.attention(b, ...a),
     attentionBackward: (...a) => attention.attentionBackward(b, ...a),
     matmulEpilogue: (...a) => nn.matmulEpilogue(b, ...a),
+    quantizedMatmul: (...a) => quantized.quantizedMatmul(b, ...a),
+    sample: (...a) => sampling.sample(b, ...a),
     sumOfSquares: (...a) => nn.sumOfSquares(b, ...a),
   };
 }

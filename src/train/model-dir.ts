@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import type { Backend } from '../backend/backend.js';
 import type { FloatDType } from '../dtype/dtype.js';
+import { toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import type { GPT } from '../nn/gpt.js';
 import { CheckpointError, CheckpointReplacedError, isCheckpointDir, loadCheckpointModel, readCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { CONFIG_FILE, loadGPT2 } from '../io/gpt2.js';
@@ -68,7 +69,10 @@ async function inspectCheckpoint(dir: string): Promise<ModelDirInfo> {
 }
 
 /** Loads the model of a run, checkpoint or GPT-2 directory (inspected first, or given by path). */
-export async function openModelDir(target: string | ModelDirInfo, opts: { backend?: Backend; dtype?: FloatDType } = {}): Promise<OpenedModel> {
+export async function openModelDir(
+  target: string | ModelDirInfo,
+  opts: { backend?: Backend; dtype?: FloatDType; weights?: WeightFormat; groupSize?: number } = {},
+): Promise<OpenedModel> {
   let info = typeof target === 'string' ? await inspectModelDir(target) : target;
   let model: GPT | undefined;
   // A run that is still training may replace its checkpoint while it is loaded: then the newer one is
@@ -81,6 +85,8 @@ export async function openModelDir(target: string | ModelDirInfo, opts: { backen
       info = await inspectCheckpoint(info.dir);
     }
   }
+  // A GPT-2 directory is loaded in the format asked for; a training checkpoint holds float weights to convert.
+  if (opts.weights && weightFormat(model) !== opts.weights) await toWeightFormat(model, opts.weights, { groupSize: opts.groupSize });
   const tokenizer = info.config?.tokenizer ?? tokenizerForVocab(model.config.vocabSize);
   return { model, dir: info.dir, config: info.config, step: info.step, tokenizer };
 }

@@ -1,7 +1,9 @@
-// Sampling text from a model, in float32 or under float16/bfloat16 autocast
-// (model.generate, with its key/value cache).
+// Sampling text from a model: in its weight format, in float32 or under
+// float16/bfloat16 autocast (model.generate, with its key/value cache), several
+// samples of one prompt at once, streamed as tokens arrive, each ended by a stop
+// string or the tokenizer's end-of-text token.
 
-import type { GPT, GenerateOptions } from '../nn/gpt.js';
+import { GenerationError, type GPT, type GenerateOptions } from '../nn/gpt.js';
 import { tensor } from '../tensor/creation.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 
@@ -10,22 +12,68 @@ export const SAMPLE_PRECISIONS: readonly SamplePrecision[] = ['fp32', 'fp16', 'b
 
 const AUTOCAST = { fp32: undefined, fp16: 'float16', bf16: 'bfloat16' } as const;
 
-export interface SampleOptions extends Omit<GenerateOptions, 'autocast'> {
+/** GPT-2's `<|endoftext|>`: generation of a row ends when it is sampled. */
+const END_OF_TEXT: Partial<Record<Tokenizer['name'], number>> = { gpt2: 50256 };
+
+export interface SampleOptions extends Omit<GenerateOptions, 'autocast' | 'onStep' | 'eosTokenId'> {
   precision?: SamplePrecision;
+  /** Samples of the prompt drawn at once (default 1). */
+  numSamples?: number;
+  /** A sample ends where one of these first appears (the stop string is not included). */
+  stop?: readonly string[];
+  /** Receives each sample's new text as it is decoded (text that could still begin a stop string is held back). */
+  onText?: (sample: number, text: string) => void;
 }
 
 /** Up to maxNewTokens tokens sampled after the prompt, decoded (the continuation only). */
 export async function sampleText(model: GPT, tokenizer: Tokenizer, prompt: string, opts: SampleOptions): Promise<string> {
+  return (await sampleTexts(model, tokenizer, prompt, { ...opts, numSamples: 1 }))[0]!;
+}
+
+/** numSamples continuations of the prompt, each cut at its first stop string. */
+export async function sampleTexts(model: GPT, tokenizer: Tokenizer, prompt: string, opts: SampleOptions): Promise<string[]> {
   const promptIds = tokenizer.encode(prompt);
   if (promptIds.length === 0) throw new Error('the prompt is empty: give at least one character');
-  const ids = tensor(promptIds, { shape: [1, promptIds.length], dtype: 'int32', backend: model.backend });
-  const { precision = 'fp32', ...gen } = opts;
-  const out = await model.generate(ids, { ...gen, autocast: AUTOCAST[precision] });
+  const { precision = 'fp32', numSamples = 1, stop = [], onText, ...gen } = opts;
+  if (!Number.isSafeInteger(numSamples) || numSamples < 1) throw new GenerationError(`sampleTexts: numSamples must be a positive integer, got ${numSamples}`);
+  const rows = Array.from({ length: numSamples }, () => promptIds);
+  const ids = tensor(Int32Array.from(rows.flatMap((r) => [...r])), { shape: [numSamples, promptIds.length], dtype: 'int32', backend: model.backend });
+  const eos = END_OF_TEXT[tokenizer.name];
+  const tokens: number[][] = rows.map(() => []);
+  const texts = rows.map(() => '');
+  const shown = rows.map(() => 0);
+  const done = rows.map(() => false);
+  const holdBack = Math.max(0, ...stop.map((s) => s.length - 1));
+  const update = (b: number, final: boolean) => {
+    let text = tokenizer.decode(tokens[b]!);
+    const cut = Math.min(...stop.map((s) => text.indexOf(s)).filter((i) => i >= 0));
+    if (Number.isFinite(cut)) {
+      text = text.slice(0, cut);
+      done[b] = true;
+    }
+    texts[b] = text;
+    // Held back: what a stop string could still claim, and a character still being decoded.
+    let upTo = done[b] || final ? text.length : Math.max(shown[b]!, text.length - holdBack);
+    while (!done[b] && !final && upTo > shown[b]! && text[upTo - 1] === '\uFFFD') upTo--;
+    if (upTo > shown[b]!) onText?.(b, text.slice(shown[b]!, upTo));
+    shown[b] = Math.max(shown[b]!, upTo);
+  };
   try {
-    const all = await out.toArray();
-    return tokenizer.decode(Array.from(all.subarray(promptIds.length)));
+    const out = await model.generate(ids, {
+      ...gen, autocast: AUTOCAST[precision], eosTokenId: eos,
+      onStep: (sampled) => {
+        sampled.forEach((id, b) => {
+          if (done[b] || id === eos) { done[b] = true; return; }
+          tokens[b]!.push(id);
+          update(b, false);
+        });
+        return done.every(Boolean);
+      },
+    });
+    out.dispose();
+    for (let b = 0; b < numSamples; b++) update(b, true);
+    return texts;
   } finally {
     ids.dispose();
-    out.dispose();
   }
 }

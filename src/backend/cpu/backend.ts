@@ -10,6 +10,8 @@ import {
 import { CpuBuf, raw, store, values } from './arrays.js';
 import * as ew from './elementwise.js';
 import { matmul } from './matmul.js';
+import { quantizedMatmul } from './quantized.js';
+import { sample } from './sample.js';
 import * as nn from './nn.js';
 import * as optim from './optim.js';
 
@@ -84,6 +86,8 @@ export class CpuBackend implements Backend, Fusions {
   matmul = matmul;
   /** One kernel handles the product and its epilogue. */
   matmulEpilogue = matmul;
+  quantizedMatmul = quantizedMatmul;
+  sample = sample;
   softmax = nn.softmax;
   softmaxBackward = nn.softmaxBackward;
   layerNorm = nn.layerNorm;

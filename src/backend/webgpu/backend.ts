@@ -14,7 +14,7 @@ import {
 } from '../../dtype/codec.js';
 import {
   BackendError, contiguousStrides,
-  type AttentionSpec, type Backend, type Fusions, type BinaryOp, type Buf, type HeadLayout, type HostArray,
+  type AttentionSpec, type Backend, type QuantizedMatmulSpec, type SampleSpec, type Fusions, type BinaryOp, type Buf, type HeadLayout, type HostArray,
   type MatmulSpec, type MemoryInfo, type RawArray, type ReduceOp, type Strided,
   type UnaryOp, type View,
 } from '../backend.js';
@@ -32,6 +32,8 @@ import { IndexChecks } from './kernels/index-check.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
 import { matmul as matmulSimple } from './kernels/matmul-simple.js';
+import { quantizedMatmul } from './kernels/quantized-matmul.js';
+import { sample } from './kernels/sample.js';
 import { MatmulKernels, type MatmulCall, type MatmulKernelsOptions } from './kernels/matmul.js';
 
 export { WebGPUUnavailableError, DeviceLostError, GPUOutOfMemoryError, BufferTooLargeError, GPUValidationError } from './errors.js';
@@ -319,6 +321,14 @@ export class WebGPUBackend implements Backend, Fusions {
   /** The tuned kernels apply the epilogue as they store. */
   matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void {
     this.matmul(a, b, out, spec);
+  }
+
+  quantizedMatmul(x: View, words: View, scales: View, out: View, spec: QuantizedMatmulSpec): void {
+    quantizedMatmul(this.rt, x, words, scales, out, spec);
+  }
+
+  sample(logits: View, uniforms: View, out: View, spec: SampleSpec): void {
+    sample(this.rt, logits, uniforms, out, spec);
   }
 
   // ---- fused transformer kernels ----
