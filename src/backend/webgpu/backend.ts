@@ -24,6 +24,8 @@ import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
+import { tooLarge } from './split.js';
+import { gatherRows, matmulFits, matmulParts, updateRanges, viewRanges } from './split-ops.js';
 import { reduce } from './kernels/reduce.js';
 import * as nn from './kernels/nn.js';
 import * as attn from './kernels/attention.js';
@@ -52,6 +54,24 @@ export interface WebGPUBackendOptions extends DeviceOptions {
    * adapter) or 'simple' (a plain tiled kernel); or options for the tuned kernels.
    */
   matmul?: 'fast' | 'simple' | MatmulKernelsOptions;
+  /**
+   * Bind at most this many bytes of a buffer (default: the adapter's maxStorageBufferBindingSize;
+   * or the environment variable MIXPREC_WEBGPU_MAX_BINDING). Larger tensors are processed in parts
+   * (split.ts); a low value makes small models take those paths (tests).
+   */
+  maxBindingBytes?: number;
+}
+
+/** The `maxBindingBytes` option, or MIXPREC_WEBGPU_MAX_BINDING where the option is absent. */
+function bindingLimit(opts: WebGPUBackendOptions): number | undefined {
+  const env = typeof process !== 'undefined' ? process.env?.MIXPREC_WEBGPU_MAX_BINDING : undefined;
+  const value = opts.maxBindingBytes ?? (env ? Number(env) : undefined);
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 4096) {
+    const source = opts.maxBindingBytes !== undefined ? 'the option maxBindingBytes' : 'MIXPREC_WEBGPU_MAX_BINDING';
+    throw new BackendError(`webgpu: ${source} is ${opts.maxBindingBytes ?? env}; it must be a whole number of bytes, at least 4096`);
+  }
+  return value;
 }
 
 function contiguous1(v: View): Strided {
@@ -90,6 +110,7 @@ export class WebGPUBackend implements Backend, Fusions {
       checkShaders: opts.checkShaders,
       profile: opts.profile,
       attention: opts.attention,
+      maxBindingBytes: bindingLimit(opts),
     });
     this.description = `WebGPU: ${adapterInfo.description}${adapterInfo.hasF16 ? ', shader-f16' : ''}`;
     const mm = opts.matmul ?? 'fast';
@@ -301,7 +322,8 @@ export class WebGPUBackend implements Backend, Fusions {
     const label = this.rt.opts.profile
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
-    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => kernels.encode(pass, call));
+    const parts = matmulFits(this.rt, call) ? [call] : matmulParts(this.rt, call);
+    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });
   }
 
   /** The tuned kernels apply the epilogue as they store. */
@@ -331,6 +353,10 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   gather(table: View, ids: View, out: View, n: number, dim: number): void {
+    if (tooLarge(this.rt, [table.buf])) {
+      gatherRows(this.rt, table, ids, out, n, dim);
+      return;
+    }
     const bits = table.dtype === out.dtype;
     ew.elementwise(this.rt, {
       key: 'gather', out: contiguous1(out), shape: [n * dim], bits,
@@ -387,11 +413,11 @@ export class WebGPUBackend implements Backend, Fusions {
   // ---- multi-tensor kernels ----
 
   sumOfSquares(views: readonly View[], out: View): void {
-    optim.sumOfSquares(this.rt, views, out);
+    optim.sumOfSquares(this.rt, viewRanges(this.rt, views), out);
   }
 
   update(rule: UpdateRule, call: UpdateCall): void {
-    optim.update(this.rt, rule, call);
+    optim.update(this.rt, rule, updateRanges(this.rt, rule, call));
   }
 }
 

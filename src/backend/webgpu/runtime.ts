@@ -43,7 +43,11 @@ export interface Block {
 /** The backend's `Buf`: a typed window on a pooled block. */
 export class GpuBuf implements Buf {
   freed = false;
-  constructor(readonly dtype: DType, readonly size: number, readonly block: Block) {}
+  /**
+   * `window`: bytes [offset, offset + size) of the block, bound instead of the whole block (see
+   * split.ts: parts of a block larger than the binding limit); element 0 of the buffer is at `offset`.
+   */
+  constructor(readonly dtype: DType, readonly size: number, readonly block: Block, readonly window?: { offset: number; size: number }) {}
 }
 
 export type ParamType = 'u32' | 'i32' | 'f32';
@@ -92,6 +96,8 @@ export interface RuntimeOptions {
   checkShaders?: boolean;
   /** Time every dispatch with timestamp queries (each in its own pass): see Runtime.profile(). Slows things down. */
   profile?: boolean;
+  /** Binds at most this many bytes of a buffer (default and upper bound: the device's maxStorageBufferBindingSize). */
+  maxBindingBytes?: number;
 }
 
 /** Device time per kernel, from timestamp queries. */
@@ -148,6 +154,7 @@ class Profiler {
 
 interface Physical {
   block: Block;
+  window: { offset: number; size: number } | undefined;
   dtype: DType;
   access: Access;
   mode: WriteMode;
@@ -253,7 +260,7 @@ export class Runtime {
     this.device = device;
     this.opts = opts;
     const lim = device.limits;
-    this.maxBindingBytes = lim.maxStorageBufferBindingSize;
+    this.maxBindingBytes = Math.min(lim.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity);
     this.maxBufferBytes = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = lim.maxComputeWorkgroupsPerDimension;
     this.arenaAlign = Math.max(16, lim.minUniformBufferOffsetAlignment);
@@ -288,9 +295,10 @@ export class Runtime {
     if (!Number.isInteger(size) || size < 0) throw new BackendError(`webgpu: cannot allocate ${size} elements of ${dtype}`);
     const need = bufferBytes(dtype, size);
     const what = `a ${dtype} buffer of ${size} elements`;
-    if (need > this.maxBindingBytes) throw new BufferTooLargeError(need, this.maxBindingBytes, 'maxStorageBufferBindingSize', what);
     if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', what);
-    const cls = Math.min(sizeClass(need), Math.floor(Math.min(this.maxBindingBytes, this.maxBufferBytes) / 16) * 16) || 16;
+    // A buffer that fits one binding gets a block that does too; a larger one is bound in windows (split.ts).
+    const cap = need <= this.maxBindingBytes ? this.maxBindingBytes : this.maxBufferBytes;
+    const cls = Math.min(sizeClass(need), Math.floor(cap / 16) * 16) || 16;
     const bytes = Math.max(cls, Math.ceil(need / 4) * 4, 16);
     // Free lists are kept in descending id order, so this takes the free block with the smallest id.
     const list = this.free.get(bytes);
@@ -384,12 +392,16 @@ export class Runtime {
     for (const a of args) {
       const g = a.buf as GpuBuf;
       if (g.freed) throw new BackendError(`webgpu: kernel ${src.key.split('|')[0]} used a freed buffer ('${a.name}')`);
-      let k = phys.findIndex((p) => p.block === g.block);
+      let k = phys.findIndex((p) => p.block === g.block && p.window?.offset === g.window?.offset);
       const mode = a.access === 'read_write' ? (a.mode ?? 'owned') : 'owned';
       const native = this.opts.nativeF16 && g.dtype === 'float16' && a.access === 'read' && !a.bits;
       if (k < 0) {
         k = phys.length;
-        phys.push({ block: g.block, dtype: g.dtype, access: a.access, mode, native, vec4: !!a.vec4 });
+        const bound = g.window?.size ?? g.block.bytes;
+        if (bound > this.maxBindingBytes) {
+          throw new BufferTooLargeError(bound, this.maxBindingBytes, 'maxStorageBufferBindingSize', `binding '${a.name}' of kernel ${src.key.split('|')[0]}`);
+        }
+        phys.push({ block: g.block, window: g.window, dtype: g.dtype, access: a.access, mode, native, vec4: !!a.vec4 });
       } else {
         const p = phys[k]!;
         if (p.vec4 !== !!a.vec4) throw new BackendError(`webgpu: kernel ${src.key.split('|')[0]} binds one buffer both as vec4 and as scalars ('${a.name}')`);
@@ -430,11 +442,11 @@ export class Runtime {
     // offset costs about as much again as the rest of a small dispatch. A training step repeats
     // its sequence of dispatches, so its bind groups come from the cache from the second step on.
     let bgKey = pipe.layoutKey + ':' + offset + ':';
-    for (const p of phys) bgKey += p.block.id + ',';
+    for (const p of phys) bgKey += p.block.id + (p.window ? `@${p.window.offset}+${p.window.size}` : '') + ',';
     let bg = this.bindGroups.get(bgKey);
     if (!bg) {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
-      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu } }));
+      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu, ...p.window } }));
       entries.push({ binding: phys.length, resource: { buffer: this.uniform, offset, size: UNIFORM_BINDING_BYTES } });
       bg = this.device.createBindGroup({ layout: pipe.layout, entries });
       this.bindGroups.set(bgKey, bg);

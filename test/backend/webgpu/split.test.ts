@@ -1,0 +1,136 @@
+// Tensors larger than one binding, on small sizes: the backend of this file
+// binds at most 4 KiB of a buffer (MIXPREC_WEBGPU_MAX_BINDING), so every
+// tensor here is processed in parts, and each op must still agree with the
+// CPU backend within the tolerances of the unsplit tests.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Strided, View } from '../../../src/backend/backend.js';
+import { ADAMW_RULE as adamw } from '../../../src/optim/adamw.js';
+
+process.env.MIXPREC_WEBGPU_MAX_BINDING = '4096';
+const {
+  FLOATS, both, bothEmpty, collect, compare, compareBits, cpu, rtolFor, skip, uniform, webgpu, whole,
+} = await import('./helpers.js');
+
+const LIMIT = 4096;
+/** Elements well past one binding of float32 (several parts). */
+const BIG = 3000;
+
+const s = (view: View, strides: number[], offset = 0): Strided => ({ view, offset, strides });
+
+describe('webgpu ops on tensors larger than one binding', { skip }, () => {
+  test('the lowered limit is in force, and whole-buffer bindings past it are refused', async () => {
+    assert.equal(webgpu().rt.maxBindingBytes, LIMIT);
+    const [g] = both('float32', uniform(BIG, 1));
+    assert.ok((g.buf as unknown as { block: { bytes: number } }).block.bytes > LIMIT);
+    assert.throws(() => webgpu().rt.dispatch({ key: 'whole', params: [], body: '@compute @workgroup_size(1) fn main() { putbits_x(0u, 0u); }' },
+      [{ name: 'x', buf: g.buf, access: 'read_write' }], [], [1]), /maxStorageBufferBindingSize of 4096/);
+  });
+
+  test('elementwise: unary, binary with broadcasting, transposed copy, where, cast, fill, dropout, causal fill', () => collect(async (check) => {
+    for (const dtype of FLOATS) {
+      const tol = { rtol: rtolFor(dtype), atol: 1e-6 };
+      const [gx, cx] = both(dtype, uniform(BIG, 2), 1);
+      const [gy, cy] = bothEmpty(dtype, BIG, 3);
+      webgpu().unary('gelu', gx, gy); cpu.unary('gelu', cx, cy);
+      await check(() => compare(whole(gy), whole(cy), tol, `gelu ${dtype}`));
+      // [rows, cols] + bias[cols], and a transposed copy of the [rows, cols] matrix.
+      const rows = 50, cols = 60;
+      const [gb, cb] = both(dtype, uniform(cols, 3));
+      const [go, co] = bothEmpty(dtype, rows * cols);
+      webgpu().binary('mul', s(gx, [cols, 1]), s(gb, [0, 1]), go, [rows, cols]);
+      cpu.binary('mul', s(cx, [cols, 1]), s(cb, [0, 1]), co, [rows, cols]);
+      await check(() => compare(go, co, tol, `broadcast mul ${dtype}`));
+      const [gt, ct] = bothEmpty(dtype, rows * cols);
+      webgpu().copy(s(gx, [1, cols]), s(gt, [rows, 1]), [cols, rows]);
+      cpu.copy(s(cx, [1, cols]), s(ct, [rows, 1]), [cols, rows]);
+      await check(() => compareBits(gt, ct, `transposed copy ${dtype}`));
+      webgpu().where(s(gx, [1]), s(go, [1]), s(gt, [1]), gy, [rows * cols]);
+      cpu.where(s(cx, [1]), s(co, [1]), s(ct, [1]), cy, [rows * cols]);
+      await check(() => compareBits(gy, cy, `where ${dtype}`));
+      const [gc, cc] = bothEmpty('float32', BIG);
+      webgpu().cast(gx, gc); cpu.cast(cx, cc);
+      await check(() => compareBits(gc, cc, `cast ${dtype} -> float32`));
+      webgpu().fill(gy, 0.3); cpu.fill(cy, 0.3);
+      await check(() => compareBits(whole(gy), whole(cy), `fill ${dtype}`));
+      webgpu().dropout(gx, gy, 0.4, 77, 5); cpu.dropout(cx, cy, 0.4, 77, 5);
+      await check(() => compare(gy, cy, tol, `dropout ${dtype}`));
+      webgpu().causalFill(gx, gy, 3, 20, 50, -1e4); cpu.causalFill(cx, cy, 3, 20, 50, -1e4);
+      await check(() => compareBits(gy, cy, `causal fill ${dtype}`));
+    }
+  }));
+
+  test('gather and scatterAdd over a table larger than one binding, by row ranges', () => collect(async (check) => {
+    const rows = 70, dim = 33, n = 24;
+    const ids = Array.from({ length: n }, (_, i) => (i * 37 + 5) % rows);
+    ids[3] = ids[9]!; // a repeated id
+    for (const dtype of FLOATS) {
+      const [gt, ct] = both(dtype, uniform(rows * dim, 4));
+      const [gi, ci] = both('int32', ids);
+      const [go, co] = bothEmpty(dtype, n * dim);
+      webgpu().gather(gt, gi, go, n, dim); cpu.gather(ct, ci, co, n, dim);
+      await check(() => compareBits(go, co, `gather ${dtype}`));
+      const [gg, cg] = both(dtype, uniform(n * dim, 5));
+      webgpu().scatterAdd(gg, gi, gt, n, dim); cpu.scatterAdd(cg, ci, ct, n, dim);
+      await check(() => compare(gt, ct, { rtol: rtolFor(dtype, 1e-5), atol: 1e-5 }, `scatterAdd ${dtype}`));
+    }
+  }));
+
+  test('matmul split along N, K and M, batched, with bias', () => collect(async (check) => {
+    // [m, k] x [n, k]^T with a large B (the LM head), [m, n] x [n, k] (its input gradient, split
+    // along K) and [n, m]^T x [n, k] with a large output (its weight gradient, split along M).
+    const m = 8, n = 256, k = 24;
+    for (const dtype of FLOATS) {
+      const tol = { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 };
+      const [ga, ca] = both(dtype, uniform(m * k, 6));
+      const [gw, cw] = both(dtype, uniform(n * k, 7));
+      const [gbias, cbias] = both(dtype, uniform(n, 8));
+      const [gl, cl] = bothEmpty('float32', m * n);
+      const fwd = { batch: 1, m, n, k, transA: false, transB: true, strideA: 0, strideB: 0 };
+      webgpu().matmul(ga, gw, gl, { ...fwd, bias: gbias }); cpu.matmul(ca, cw, cl, { ...fwd, bias: cbias });
+      await check(() => compare(gl, cl, tol, `matmul N split ${dtype}`));
+      const [gg, cg] = both(dtype, uniform(m * n, 9));
+      const [gx, cx] = bothEmpty('float32', m * k);
+      const back = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0 };
+      webgpu().matmul(gg, gw, gx, back); cpu.matmul(cg, cw, cx, back);
+      await check(() => compare(gx, cx, tol, `matmul K split ${dtype}`));
+      const [gdw, cdw] = bothEmpty('float32', n * k);
+      const grad = { batch: 1, m: n, n: k, k: m, transA: true, transB: false, strideA: 0, strideB: 0 };
+      webgpu().matmul(gg, ga, gdw, grad); cpu.matmul(cg, ca, cdw, grad);
+      await check(() => compare(gdw, cdw, tol, `matmul M split ${dtype}`));
+      const batched = { batch: 2, m: 4, n, k, transA: false, transB: true, strideA: 3 * k, strideB: 0 };
+      webgpu().matmul(ga, gw, gl, batched); cpu.matmul(ca, cw, cl, batched);
+      await check(() => compare(gl, cl, tol, `batched matmul ${dtype}`));
+    }
+  }));
+
+  test('AdamW with master weights and the sum of squares over tensors larger than one binding', () => collect(async (check) => {
+    for (const dtype of FLOATS) {
+      const master = dtype !== 'float32';
+      const make = (b: typeof cpu) => {
+        const up = (data: number[], dt = dtype) => { const v = { buf: b.alloc(dt, data.length), offset: 0, size: data.length, dtype: dt }; b.write(v, data); return v; };
+        const p = up(uniform(BIG, 10));
+        return {
+          p, g: up(uniform(BIG, 11)), m: up(new Array(BIG).fill(0), 'float32'), v: up(new Array(BIG).fill(0), 'float32'),
+          master: master ? up(uniform(BIG, 10), 'float32') : null, step: up([0], 'float32'), norm: up([0], 'float32'),
+        };
+      };
+      const gt = make(webgpu() as unknown as typeof cpu), ct = make(cpu);
+      for (const [b, t] of [[webgpu(), gt], [cpu, ct]] as const) {
+        const call = {
+          hypers: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 },
+          scalars: { step: t.step }, tensors: [{ param: t.p, grad: t.g, exp_avg: t.m, exp_avg_sq: t.v }],
+          master: [t.master],
+        };
+        for (let i = 0; i < 2; i++) b.update(adamw, call);
+        b.sumOfSquares([t.g, t.m], t.norm);
+      }
+      const tol = { rtol: 2e-6, atol: 1e-7 };
+      await check(() => compare(gt.m, ct.m, tol, `adamw exp_avg ${dtype}`));
+      await check(() => compare(gt.v, ct.v, tol, `adamw exp_avg_sq ${dtype}`));
+      await check(() => compare(gt.p, ct.p, { rtol: rtolFor(dtype), atol: 1e-7 }, `adamw param ${dtype}`));
+      await check(() => compare(gt.norm, ct.norm, { rtol: 1e-5 }, `sumOfSquares ${dtype}`));
+    }
+  }));
+});
