@@ -16,20 +16,23 @@ const whole = (v: View) => ({ view: v, offset: 0, strides: [1] });
 /**
  * out[i] = table[ids[i]] over a table too large for one binding: one pass per
  * range of table rows, each writing the rows whose ids fall in its range and
- * keeping the others.
+ * keeping the others (ids out of range give zeros, as in the unsplit gather).
  */
 export function gatherRows(rt: Runtime, table: View, ids: View, out: View, n: number, dim: number): void {
   const bits = table.dtype === out.dtype;
-  for (const [r0, r1] of rowRanges(rt, table.dtype, Math.floor(table.size / dim), dim, 'the gather table')) {
+  const rows = Math.floor(table.size / dim);
+  for (const [r0, r1] of rowRanges(rt, table.dtype, rows, dim, 'the gather table')) {
     const part = windowViews([{ view: table, lo: r0 * dim, hi: r1 * dim }])[0]!;
     ew.elementwise(rt, {
       key: 'gatherRows', out: whole(out), shape: [n * dim], bits,
       inputs: [{ name: 'prev', src: whole(out) }],
       aux: [{ name: 'ids', view: ids }, { name: 'table', view: part, bits }],
-      body: `let row = u32(max(loadi_ids(P.o_ids + i / P.u0), 0));
+      body: `let id = loadi_ids(P.o_ids + i / P.u0);
+  if (id < 0 || u32(id) >= P.u3) { return ${bits ? '0u' : '0.0'}; }
+  let row = u32(id);
   if (row < P.u1 || row >= P.u2) { return prev; }
   return ${bits ? 'loadbits_table' : 'load_table'}(P.o_table + (row - P.u1) * P.u0 + i % P.u0);`,
-      u: [dim, r0, r1],
+      u: [dim, r0, r1, rows],
     });
   }
 }
