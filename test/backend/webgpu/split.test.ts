@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Strided, View } from '../../../src/backend/backend.js';
 import { ADAMW_RULE as adamw } from '../../../src/optim/adamw.js';
+import * as mp from '../../../src/index.js';
+import { createWebGPUBackend } from '../../../src/backend/webgpu/backend.js';
+import { CURVE_TOLERANCE, lossCurve } from '../../helpers/training-curve.js';
 
 process.env.MIXPREC_WEBGPU_MAX_BINDING = '4096';
 const {
@@ -133,4 +136,21 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       await check(() => compare(gt.norm, ct.norm, { rtol: 1e-5 }, `sumOfSquares ${dtype}`));
     }
   }));
+
+  test('a GPT whose embedding, its gradient and its AdamW moments are split follows the CPU loss curve', async () => {
+    // The token embedding (512 x 64 float32, 128 KiB) is larger than the 96 KiB bound; the
+    // activations, the logits (16 x 512) and the other weights are not.
+    const shape = { config: mp.gptConfig('tiny', { vocabSize: 512, nLayer: 1, nEmbd: 64, nHead: 4, blockSize: 16 }), B: 1, T: 16 };
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 96 * 1024 });
+    try {
+      for (const precision of ['fp32', 'fp16']) {
+        const cpuLosses = await lossCurve(new mp.CpuBackend(), precision, 6, shape);
+        const gpuLosses = await lossCurve(gpu, precision, 6, shape);
+        assert.ok(cpuLosses[5]! < cpuLosses[0]!, `the model learns (${cpuLosses[0]} -> ${cpuLosses[5]})`);
+        cpuLosses.forEach((c, k) => assert.ok(Math.abs(gpuLosses[k]! - c) <= CURVE_TOLERANCE[precision]!, `${precision} step ${k}: webgpu ${gpuLosses[k]} vs cpu ${c}`));
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
 });
