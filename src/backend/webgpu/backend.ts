@@ -25,7 +25,7 @@ import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
-import { tooLarge } from './split.js';
+import { byRowRanges, tooLarge } from './split.js';
 import { gatherRows, matmulFits, matmulParts, updateRanges, viewRanges } from './split-ops.js';
 import { reduce } from './kernels/reduce.js';
 import * as nn from './kernels/nn.js';
@@ -335,6 +335,15 @@ export class WebGPUBackend implements Backend, Fusions {
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
     const parts = matmulFits(this.rt, call) ? [call] : matmulParts(this.rt, call);
+    if (out.dtype !== 'float32' && parts.some((p) => p.k < call.k)) {
+      // Parts along K add up in a float32 product, rounded once at the end as the unsplit product is.
+      const acc: View = { buf: this.rt.alloc('float32', out.size), offset: 0, size: out.size, dtype: 'float32' };
+      if (spec.accumulate) this.cast(out, acc);
+      this.matmul(a, b, acc, spec);
+      this.cast(acc, out);
+      this.free(acc.buf);
+      return;
+    }
     this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });
   }
 
@@ -346,15 +355,20 @@ export class WebGPUBackend implements Backend, Fusions {
   // ---- fused transformer kernels ----
 
   softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
-    nn.softmax(this.rt, x, out, rows, cols, log);
+    byRowRanges(this.rt, 'softmax', rows, [{ view: x, perRow: cols }, { view: out, perRow: cols }],
+      ([xp, op], n) => nn.softmax(this.rt, xp!, op!, n, cols, log));
   }
 
   softmaxBackward(y: View, gy: View, out: View, rows: number, cols: number, log: boolean): void {
-    nn.softmaxBackward(this.rt, y, gy, out, rows, cols, log);
+    byRowRanges(this.rt, 'softmaxBackward', rows, [{ view: y, perRow: cols }, { view: gy, perRow: cols }, { view: out, perRow: cols }],
+      ([yp, gp, op], n) => nn.softmaxBackward(this.rt, yp!, gp!, op!, n, cols, log));
   }
 
   layerNorm(x: View, weight: View | null, bias: View | null, out: View, mean: View, rstd: View, rows: number, cols: number, eps: number): void {
-    nn.layerNorm(this.rt, x, weight, bias, out, mean, rstd, rows, cols, eps);
+    byRowRanges(this.rt, 'layerNorm', rows, [
+      { view: x, perRow: cols }, { view: weight, perRow: 0 }, { view: bias, perRow: 0 },
+      { view: out, perRow: cols }, { view: mean, perRow: 1 }, { view: rstd, perRow: 1 },
+    ], ([xp, w, b, op, mp, rp], n) => nn.layerNorm(this.rt, xp!, w!, b!, op!, mp!, rp!, n, cols, eps));
   }
 
   layerNormBackward(
@@ -391,6 +405,15 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   crossEntropyBackward(
+    logits: View, targets: View, lse: View, count: View, gy: View, out: View,
+    rows: number, cols: number, ignoreIndex: number,
+  ): void {
+    byRowRanges(this.rt, 'crossEntropyBackward', rows, [
+      { view: logits, perRow: cols }, { view: targets, perRow: 1 }, { view: lse, perRow: 1 }, { view: out, perRow: cols },
+    ], ([l, t, s, o], n) => this.crossEntropyBackwardPart(l!, t!, s!, count, gy, o!, n, cols, ignoreIndex));
+  }
+
+  private crossEntropyBackwardPart(
     logits: View, targets: View, lse: View, count: View, gy: View, out: View,
     rows: number, cols: number, ignoreIndex: number,
   ): void {

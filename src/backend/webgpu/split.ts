@@ -154,3 +154,27 @@ export function rowRanges(rt: Runtime, dtype: DType, rows: number, cols: number,
   for (let r = 0; r < rows; r += per) out.push([r, Math.min(rows, r + per)]);
   return out;
 }
+
+/**
+ * Runs a row kernel over ranges of its rows such that every per-row view
+ * fits one window; a view with `perRow` 0 (a weight shared by all rows) is
+ * passed whole. Runs once, on the views themselves, when everything fits.
+ */
+export function byRowRanges(
+  rt: Runtime, what: string, rows: number, views: readonly { view: View | null; perRow: number }[],
+  run: (views: (View | null)[], rows: number) => void,
+): void {
+  const split = views.filter((v) => v.view && v.perRow > 0);
+  if (!tooLarge(rt, split.map((v) => v.view!.buf))) {
+    run(views.map((v) => v.view), rows);
+    return;
+  }
+  const per = Math.min(...split.map((v) => Math.floor(windowElements(rt, v.view!.dtype, what) / v.perRow)));
+  if (per < 1) throw new BufferTooLargeError(rt.maxBindingBytes + 1, rt.maxBindingBytes, 'maxStorageBufferBindingSize', `one row of ${what}`);
+  for (let r0 = 0; r0 < rows; r0 += per) {
+    const n = Math.min(per, rows - r0);
+    const parts = windowViews(split.map((v) => ({ view: v.view!, lo: r0 * v.perRow, hi: (r0 + n) * v.perRow })));
+    let k = 0;
+    run(views.map((v) => (v.view && v.perRow > 0 ? parts[k++]! : v.view)), n);
+  }
+}

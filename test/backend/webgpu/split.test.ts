@@ -98,6 +98,9 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       const back = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0 };
       webgpu().matmul(gg, gw, gx, back); cpu.matmul(cg, cw, cx, back);
       await check(() => compare(gx, cx, tol, `matmul K split ${dtype}`));
+      const [gx16, cx16] = bothEmpty(dtype, m * k);
+      webgpu().matmul(gg, gw, gx16, back); cpu.matmul(cg, cw, cx16, back);
+      await check(() => compare(gx16, cx16, { rtol: rtolFor(dtype), atol: 1e-4 }, `matmul K split into ${dtype}`));
       const [gdw, cdw] = bothEmpty('float32', n * k);
       const grad = { batch: 1, m: n, n: k, k: m, transA: true, transB: false, strideA: 0, strideB: 0 };
       webgpu().matmul(gg, ga, gdw, grad); cpu.matmul(cg, ca, cdw, grad);
@@ -134,6 +137,33 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       await check(() => compare(gt.v, ct.v, tol, `adamw exp_avg_sq ${dtype}`));
       await check(() => compare(gt.p, ct.p, { rtol: rtolFor(dtype), atol: 1e-7 }, `adamw param ${dtype}`));
       await check(() => compare(gt.norm, ct.norm, { rtol: 1e-5 }, `sumOfSquares ${dtype}`));
+    }
+  }));
+
+  test('row kernels by row ranges: softmax and its backward, layer norm, cross-entropy backward', () => collect(async (check) => {
+    const rows = 40, cols = 70;
+    for (const dtype of FLOATS) {
+      const tol = { rtol: rtolFor(dtype, 1e-5), atol: dtype === 'float32' ? 1e-5 : 1e-3 * rtolFor(dtype) };
+      const [gx, cx] = both(dtype, uniform(rows * cols, 12));
+      const [gy, cy] = bothEmpty('float32', rows * cols);
+      webgpu().softmax(gx, gy, rows, cols, false); cpu.softmax(cx, cy, rows, cols, false);
+      await check(() => compare(gy, cy, { rtol: 1e-5, atol: 1e-7 }, `softmax ${dtype}`));
+      const [gd, cd] = bothEmpty(dtype, rows * cols);
+      webgpu().softmaxBackward(gy, gx, gd, rows, cols, false); cpu.softmaxBackward(cy, cx, cd, rows, cols, false);
+      await check(() => compare(gd, cd, tol, `softmaxBackward ${dtype}`));
+      const [gw, cw] = both(dtype, uniform(cols, 13));
+      const [gb, cb] = both(dtype, uniform(cols, 14));
+      const [gm, cm] = bothEmpty('float32', rows);
+      const [gr, cr] = bothEmpty('float32', rows);
+      webgpu().layerNorm(gx, gw, gb, gd, gm, gr, rows, cols, 1e-5); cpu.layerNorm(cx, cw, cb, cd, cm, cr, rows, cols, 1e-5);
+      await check(() => compare(gd, cd, tol, `layerNorm ${dtype}`));
+      await check(() => compare(gr, cr, { rtol: 1e-5, atol: 1e-6 }, `layerNorm rstd ${dtype}`));
+      const [gt, ct] = both('int32', uniform(rows, 15, 0, cols).map(Math.floor));
+      const [gl, cl] = both('float32', uniform(rows, 16, 4, 5));
+      const [gc, cc] = both('float32', [rows]);
+      const [ggy, cgy] = both('float32', [2.5]);
+      webgpu().crossEntropyBackward(gx, gt, gl, gc, ggy, gd, rows, cols, -100); cpu.crossEntropyBackward(cx, ct, cl, cc, cgy, cd, rows, cols, -100);
+      await check(() => compare(gd, cd, { rtol: rtolFor(dtype, 1e-5), atol: 1e-7 }, `crossEntropyBackward ${dtype}`));
     }
   }));
 
