@@ -26,8 +26,7 @@ import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
 import { byRowRanges, tooLarge } from './split.js';
-import { gatherRows, matmulFits, matmulParts, updateRanges, viewRanges } from './split-ops.js';
-import { reduce } from './kernels/reduce.js';
+import { gatherRows, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges } from './split-ops.js';
 import * as nn from './kernels/nn.js';
 import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
@@ -307,7 +306,7 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   reduce(op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void {
-    reduce(this.rt, op, x, out, outer, r, inner);
+    reduceInParts(this.rt, op, x, out, outer, r, inner);
   }
 
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
@@ -465,6 +464,7 @@ export class WebGPUBackend implements Backend, Fusions {
  * there is none.
  */
 export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
+  bindingLimit(opts); // a bad value fails before a device is taken
   let backend: WebGPUBackend;
   if (opts.device) {
     const d = opts.device;

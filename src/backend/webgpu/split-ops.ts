@@ -1,13 +1,15 @@
 // The ops that are not elementwise in their large tensor, split into parts
 // that each fit one binding (see split.ts): gather by table rows, matmul along
-// M, N and K, and the multi-tensor update and sum of squares by element ranges.
+// M, N and K, the multi-tensor update and sum of squares by element ranges,
+// and reductions by outer or reduced ranges.
 
-import type { View } from '../backend.js';
+import type { ReduceOp, View } from '../backend.js';
 import type { UpdateCall, UpdateRule } from '../update-rule.js';
 import { BufferTooLargeError } from './errors.js';
 import type { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit } from './storage.js';
-import { rowRanges, tooLarge, windowElements, windowViews } from './split.js';
+import { byRowRanges, rowRanges, tooLarge, windowElements, windowViews } from './split.js';
+import { reduce } from './kernels/reduce.js';
 import * as ew from './kernels/elementwise.js';
 import { resolveMatmul, type MatmulCall, type MatmulOperand } from './kernels/matmul.js';
 
@@ -178,4 +180,38 @@ export function updateRanges(rt: Runtime, rule: UpdateRule, call: UpdateCall): U
     }
   });
   return { ...call, tensors, master: call.master ? master : undefined, tensorHypers: call.tensorHypers ? tensorHypers : undefined };
+}
+
+// ---- reductions ----
+
+/**
+ * A reduction of x [outer, r, inner] over r, split where a binding would be
+ * too large: by ranges of `outer`, or, where one outer slice does not fit, by
+ * ranges of r whose partial results are then reduced again.
+ */
+export function reduceInParts(rt: Runtime, op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void {
+  if (!tooLarge(rt, [x.buf, out.buf])) {
+    reduce(rt, op, x, out, outer, r, inner);
+    return;
+  }
+  const room = windowElements(rt, x.dtype, `the input of reduce ${op}`);
+  const slice = r * inner;
+  if (slice <= room) {
+    byRowRanges(rt, `reduce ${op}`, outer, [{ view: x, perRow: slice }, { view: out, perRow: inner }],
+      ([xp, op2], n) => reduce(rt, op, xp!, op2!, n, r, inner));
+    return;
+  }
+  const per = Math.floor(room / inner);
+  if (per < 1) throw new BufferTooLargeError(inner * (is16Bit(x.dtype) ? 2 : 4), rt.maxBindingBytes, 'maxStorageBufferBindingSize', `one row of reduce ${op}`);
+  const parts = Math.ceil(r / per);
+  const partial: View = { buf: rt.alloc('float32', outer * parts * inner), offset: 0, size: outer * parts * inner, dtype: 'float32' };
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < parts; j++) {
+      const len = Math.min(per, r - j * per), lo = o * slice + j * per * inner, at = (o * parts + j) * inner;
+      const [xp, pp] = windowViews([{ view: x, lo, hi: lo + len * inner }, { view: partial, lo: at, hi: at + inner }]);
+      reduce(rt, op, xp!, pp!, 1, len, inner);
+    }
+  }
+  reduceInParts(rt, op, partial, out, outer, parts, inner);
+  rt.release(partial.buf as GpuBuf);
 }

@@ -25,6 +25,7 @@ const s = (view: View, strides: number[], offset = 0): Strided => ({ view, offse
 describe('webgpu ops on tensors larger than one binding', { skip }, () => {
   test('the lowered limit is in force, and whole-buffer bindings past it are refused', async () => {
     assert.equal(webgpu().rt.maxBindingBytes, LIMIT);
+    await assert.rejects(createWebGPUBackend({ register: false, maxBindingBytes: 1000 }), /maxBindingBytes is 1000; it must be a whole number of bytes, at least 4096/);
     const [g] = both('float32', uniform(BIG, 1));
     assert.ok((g.buf as unknown as { block: { bytes: number } }).block.bytes > LIMIT);
     assert.throws(() => webgpu().rt.dispatch({ key: 'whole', params: [], body: '@compute @workgroup_size(1) fn main() { putbits_x(0u, 0u); }' },
@@ -164,6 +165,20 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       const [ggy, cgy] = both('float32', [2.5]);
       webgpu().crossEntropyBackward(gx, gt, gl, gc, ggy, gd, rows, cols, -100); cpu.crossEntropyBackward(cx, ct, cl, cc, cgy, cd, rows, cols, -100);
       await check(() => compare(gd, cd, { rtol: rtolFor(dtype, 1e-5), atol: 1e-7 }, `crossEntropyBackward ${dtype}`));
+    }
+  }));
+
+  test('reductions by outer ranges, and by ranges of the reduced axis whose partial results are reduced again', () => collect(async (check) => {
+    for (const dtype of FLOATS) {
+      const [gx, cx] = both(dtype, uniform(BIG * 2, 17));
+      for (const op of ['sum', 'max', 'min'] as const) {
+        // [100, 30, 2] over the middle axis: 60-element slices; [1, 3000, 2]: one slice larger than a window.
+        for (const [outer, r, inner] of [[100, 30, 2], [1, BIG, 2]] as const) {
+          const [go, co] = bothEmpty('float32', outer * inner);
+          webgpu().reduce(op, gx, go, outer, r, inner); cpu.reduce(op, cx, co, outer, r, inner);
+          await check(() => compare(go, co, { rtol: 1e-5, atol: 1e-5 }, `reduce ${op} ${dtype} [${outer}, ${r}, ${inner}]`));
+        }
+      }
     }
   }));
 
