@@ -127,7 +127,7 @@ export class GradScaler {
     s.foundInf?.dispose();
     s.foundInf = keep(full([], 0, { backend: b }));
     b.update(UNSCALE_RULE, {
-      hypers: {}, scalars: { scale: this.scaleT!.view, foundInf: s.foundInf.view }, tensors: grads.map((g) => ({ grad: g.view })),
+      hypers: {}, scalars: { scale: this.scaleT!.storageView, foundInf: s.foundInf.storageView }, tensors: grads.map((g) => ({ grad: g.storageView })),
     });
     s.stage = 'unscaled';
   }
@@ -151,10 +151,10 @@ export class GradScaler {
     this.lazyInit();
     const b = this.backend;
     if (newScale !== undefined) {
-      if (typeof newScale === 'number') b.fill(this.scaleT!.view, newScale);
+      if (typeof newScale === 'number') b.fill(this.scaleT!.storageView, newScale);
       else {
         if (newScale.size !== 1) throw new GradScalerError(`update(newScale): expected a 1-element tensor, got ${newScale.describe()}`);
-        fusions(b).cast(newScale.view, this.scaleT!.view);
+        fusions(b).cast(newScale.storageView, this.scaleT!.storageView);
       }
     } else {
       const flags = [...this.perOptimizer.values()].map((s) => s.foundInf).filter((f): f is Tensor => f !== null);
@@ -163,13 +163,13 @@ export class GradScaler {
         // One combined flag: the sum of the optimizers' flags.
         const combined = flags.length === 1 ? flags[0]! : flags.slice(1).reduce<Tensor>((acc, f) => {
           const sum = Tensor.empty([], 'float32', b);
-          b.binary('add', { view: acc.view, offset: 0, strides: [] }, { view: f.view, offset: 0, strides: [] }, sum.view, []);
+          b.binary('add', { view: acc.storageView, offset: 0, strides: [] }, { view: f.storageView, offset: 0, strides: [] }, sum.storageView, []);
           if (acc !== flags[0]) acc.dispose();
           return sum;
         }, flags[0]!);
         b.update(UPDATE_SCALE_RULE, {
           hypers: { growthFactor: this.growthFactor, backoffFactor: this.backoffFactor, growthInterval: this.growthInterval },
-          scalars: { scale: this.scaleT!.view, growthTracker: this.trackerT!.view, foundInf: combined.view },
+          scalars: { scale: this.scaleT!.storageView, growthTracker: this.trackerT!.storageView, foundInf: combined.storageView },
           tensors: [],
         });
         if (combined !== flags[0]) combined.dispose();
@@ -222,8 +222,8 @@ export class GradScaler {
     this.backoffFactor = s.backoffFactor;
     this.growthInterval = s.growthInterval;
     this.lazyInit();
-    this.backend.fill(this.scaleT!.view, s.scale);
-    this.backend.fill(this.trackerT!.view, s.growthTracker);
+    this.backend.fill(this.scaleT!.storageView, s.scale);
+    this.backend.fill(this.trackerT!.storageView, s.growthTracker);
   }
 
   dispose(): void {
