@@ -141,7 +141,7 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
     }
   }));
 
-  test('row kernels by row ranges: softmax and its backward, layer norm, cross-entropy backward', () => collect(async (check) => {
+  test('row kernels by row ranges: softmax and its backward, layer norm, cross-entropy and its backward', () => collect(async (check) => {
     const rows = 40, cols = 70;
     for (const dtype of FLOATS) {
       const tol = { rtol: rtolFor(dtype, 1e-5), atol: dtype === 'float32' ? 1e-5 : 1e-3 * rtolFor(dtype) };
@@ -163,6 +163,13 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       const [gl, cl] = both('float32', uniform(rows, 16, 4, 5));
       const [gc, cc] = both('float32', [rows]);
       const [ggy, cgy] = both('float32', [2.5]);
+      const [gloss, closs] = bothEmpty('float32', 1);
+      const [glse, clse] = bothEmpty('float32', rows);
+      const [gcount, ccount] = bothEmpty('float32', 1);
+      webgpu().crossEntropy(gx, gt, gloss, glse, gcount, rows, cols, -100); cpu.crossEntropy(cx, ct, closs, clse, ccount, rows, cols, -100);
+      await check(() => compare(gloss, closs, { rtol: 1e-5, atol: 1e-6 }, `crossEntropy loss ${dtype}`));
+      await check(() => compare(glse, clse, { rtol: 1e-6, atol: 1e-6 }, `crossEntropy lse ${dtype}`));
+      await check(() => compareBits(gcount, ccount, `crossEntropy count ${dtype}`));
       webgpu().crossEntropyBackward(gx, gt, gl, gc, ggy, gd, rows, cols, -100); cpu.crossEntropyBackward(cx, ct, cl, cc, cgy, cd, rows, cols, -100);
       await check(() => compare(gd, cd, { rtol: rtolFor(dtype, 1e-5), atol: 1e-7 }, `crossEntropyBackward ${dtype}`));
     }
