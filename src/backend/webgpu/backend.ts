@@ -26,7 +26,9 @@ import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
 import { byRowRanges, tooLarge } from './split.js';
-import { gatherRows, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges } from './split-ops.js';
+import {
+  gatherRows, layerNormBackwardInParts, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
+} from './split-ops.js';
 import * as nn from './kernels/nn.js';
 import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
@@ -374,7 +376,7 @@ export class WebGPUBackend implements Backend, Fusions {
     x: View, weight: View | null, mean: View, rstd: View, gy: View,
     gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
   ): void {
-    nn.layerNormBackward(this.rt, x, weight, mean, rstd, gy, gx, gw, gb, rows, cols);
+    layerNormBackwardInParts(this.rt, x, weight, mean, rstd, gy, gx, gw, gb, rows, cols);
   }
 
   gather(table: View, ids: View, out: View, n: number, dim: number): void {

@@ -10,6 +10,7 @@ import type { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit } from './storage.js';
 import { byRowRanges, rowRanges, tooLarge, windowElements, windowViews } from './split.js';
 import { reduce } from './kernels/reduce.js';
+import * as nn from './kernels/nn.js';
 import * as ew from './kernels/elementwise.js';
 import { resolveMatmul, type MatmulCall, type MatmulOperand } from './kernels/matmul.js';
 
@@ -214,4 +215,33 @@ export function reduceInParts(rt: Runtime, op: ReduceOp, x: View, out: View, out
   }
   reduceInParts(rt, op, partial, out, outer, parts, inner);
   rt.release(partial.buf as GpuBuf);
+}
+
+/**
+ * The layer-norm backward by row ranges: gx per range, and the weight and bias
+ * gradients (sums over all rows) from per-range partial sums, added at the end.
+ */
+export function layerNormBackwardInParts(
+  rt: Runtime, x: View, weight: View | null, mean: View, rstd: View, gy: View,
+  gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
+): void {
+  if (!tooLarge(rt, [x, mean, rstd, gy, gx].map((v) => v.buf))) {
+    nn.layerNormBackward(rt, x, weight, mean, rstd, gy, gx, gw, gb, rows, cols);
+    return;
+  }
+  // Rows per part such that the kernel's own partial sums (2 x cols floats a row at most) fit one binding too.
+  const ranges = rowRanges(rt, 'float32', rows, 2 * cols, 'layerNormBackward');
+  const count = ranges.length;
+  const scratch = rt.alloc('float32', 2 * count * cols);
+  const row = (j: number): View => ({ buf: scratch, offset: j * cols, size: cols, dtype: 'float32' });
+  ranges.forEach(([r0, r1], j) => {
+    const [xp, mp, rp, gyp, gxp] = windowViews([x, mean, rstd, gy, gx].map((view, k) => {
+      const per = k === 1 || k === 2 ? 1 : cols;
+      return { view, lo: r0 * per, hi: r1 * per };
+    }));
+    nn.layerNormBackward(rt, xp!, weight, mp!, rp!, gyp!, gxp!, gw && row(j), gb && row(count + j), r1 - r0, cols);
+  });
+  if (gw) reduceInParts(rt, 'sum', { buf: scratch, offset: 0, size: count * cols, dtype: 'float32' }, gw, 1, count, cols);
+  if (gb) reduceInParts(rt, 'sum', { buf: scratch, offset: count * cols, size: count * cols, dtype: 'float32' }, gb, 1, count, cols);
+  rt.release(scratch);
 }

@@ -141,7 +141,7 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
     }
   }));
 
-  test('row kernels by row ranges: softmax and its backward, layer norm, cross-entropy and its backward', () => collect(async (check) => {
+  test('row kernels by row ranges: softmax, layer norm and cross-entropy, each forward and backward', () => collect(async (check) => {
     const rows = 40, cols = 70;
     for (const dtype of FLOATS) {
       const tol = { rtol: rtolFor(dtype, 1e-5), atol: dtype === 'float32' ? 1e-5 : 1e-3 * rtolFor(dtype) };
@@ -159,6 +159,13 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       webgpu().layerNorm(gx, gw, gb, gd, gm, gr, rows, cols, 1e-5); cpu.layerNorm(cx, cw, cb, cd, cm, cr, rows, cols, 1e-5);
       await check(() => compare(gd, cd, tol, `layerNorm ${dtype}`));
       await check(() => compare(gr, cr, { rtol: 1e-5, atol: 1e-6 }, `layerNorm rstd ${dtype}`));
+      const [gdx, cdx] = bothEmpty(dtype, rows * cols);
+      const [gdw, cdw] = bothEmpty('float32', cols);
+      const [gdb, cdb] = bothEmpty('float32', cols);
+      webgpu().layerNormBackward(gx, gw, gm, gr, gd, gdx, gdw, gdb, rows, cols); cpu.layerNormBackward(cx, cw, cm, cr, cd, cdx, cdw, cdb, rows, cols);
+      await check(() => compare(gdx, cdx, { rtol: rtolFor(dtype, 2e-5), atol: dtype === 'float32' ? 2e-5 : 1e-3 * rtolFor(dtype) }, `layerNorm gx ${dtype}`));
+      await check(() => compare(gdw, cdw, { rtol: 1e-5, atol: 1e-5 * Math.sqrt(rows) }, `layerNorm gw ${dtype}`));
+      await check(() => compare(gdb, cdb, { rtol: 1e-5, atol: 1e-5 * Math.sqrt(rows) }, `layerNorm gb ${dtype}`));
       const [gt, ct] = both('int32', uniform(rows, 15, 0, cols).map(Math.floor));
       const [gl, cl] = both('float32', uniform(rows, 16, 4, 5));
       const [gc, cc] = both('float32', [rows]);
