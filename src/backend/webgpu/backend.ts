@@ -25,7 +25,10 @@ import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
-import { reduce } from './kernels/reduce.js';
+import { byRowRanges, tooLarge } from './split.js';
+import {
+  gatherRows, layerNormBackwardInParts, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
+} from './split-ops.js';
 import * as nn from './kernels/nn.js';
 import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
@@ -57,6 +60,24 @@ export interface WebGPUBackendOptions extends DeviceOptions {
    * adapter) or 'simple' (a plain tiled kernel); or options for the tuned kernels.
    */
   matmul?: 'fast' | 'simple' | MatmulKernelsOptions;
+  /**
+   * Bind at most this many bytes of a buffer (default: the adapter's maxStorageBufferBindingSize;
+   * or the environment variable MIXPREC_WEBGPU_MAX_BINDING). Larger tensors are processed in parts
+   * (split.ts); a low value makes small models take those paths (tests).
+   */
+  maxBindingBytes?: number;
+}
+
+/** The `maxBindingBytes` option, or MIXPREC_WEBGPU_MAX_BINDING where the option is absent. */
+function bindingLimit(opts: WebGPUBackendOptions): number | undefined {
+  const env = typeof process !== 'undefined' ? process.env?.MIXPREC_WEBGPU_MAX_BINDING : undefined;
+  const value = opts.maxBindingBytes ?? (env ? Number(env) : undefined);
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 4096) {
+    const source = opts.maxBindingBytes !== undefined ? 'the option maxBindingBytes' : 'MIXPREC_WEBGPU_MAX_BINDING';
+    throw new BackendError(`webgpu: ${source} is ${opts.maxBindingBytes ?? env}; it must be a whole number of bytes, at least 4096`);
+  }
+  return value;
 }
 
 function contiguous1(v: View): Strided {
@@ -97,6 +118,7 @@ export class WebGPUBackend implements Backend, Fusions {
       checkShaders: opts.checkShaders,
       profile: opts.profile,
       attention: opts.attention,
+      maxBindingBytes: bindingLimit(opts),
     });
     this.indexChecks = new IndexChecks(this.rt);
     this.description = `WebGPU: ${adapterInfo.description}${adapterInfo.hasF16 ? ', shader-f16' : ''}`;
@@ -288,7 +310,7 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   reduce(op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void {
-    reduce(this.rt, op, x, out, outer, r, inner);
+    reduceInParts(this.rt, op, x, out, outer, r, inner);
   }
 
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
@@ -315,7 +337,17 @@ export class WebGPUBackend implements Backend, Fusions {
     const label = this.rt.opts.profile
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
-    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => kernels.encode(pass, call));
+    const parts = matmulFits(this.rt, call) ? [call] : matmulParts(this.rt, call);
+    if (out.dtype !== 'float32' && parts.some((p) => p.k < call.k)) {
+      // Parts along K add up in a float32 product, rounded once at the end as the unsplit product is.
+      const acc: View = { buf: this.rt.alloc('float32', out.size), offset: 0, size: out.size, dtype: 'float32' };
+      if (spec.accumulate) this.cast(out, acc);
+      this.matmul(a, b, acc, spec);
+      this.cast(acc, out);
+      this.free(acc.buf);
+      return;
+    }
+    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });
   }
 
   /** The tuned kernels apply the epilogue as they store. */
@@ -334,29 +366,35 @@ export class WebGPUBackend implements Backend, Fusions {
   // ---- fused transformer kernels ----
 
   softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
-    nn.softmax(this.rt, x, out, rows, cols, log);
+    byRowRanges(this.rt, 'softmax', rows, [{ view: x, perRow: cols }, { view: out, perRow: cols }],
+      ([xp, op], n) => nn.softmax(this.rt, xp!, op!, n, cols, log));
   }
 
   softmaxBackward(y: View, gy: View, out: View, rows: number, cols: number, log: boolean): void {
-    nn.softmaxBackward(this.rt, y, gy, out, rows, cols, log);
+    byRowRanges(this.rt, 'softmaxBackward', rows, [{ view: y, perRow: cols }, { view: gy, perRow: cols }, { view: out, perRow: cols }],
+      ([yp, gp, op], n) => nn.softmaxBackward(this.rt, yp!, gp!, op!, n, cols, log));
   }
 
   layerNorm(x: View, weight: View | null, bias: View | null, out: View, mean: View, rstd: View, rows: number, cols: number, eps: number): void {
-    nn.layerNorm(this.rt, x, weight, bias, out, mean, rstd, rows, cols, eps);
+    byRowRanges(this.rt, 'layerNorm', rows, [
+      { view: x, perRow: cols }, { view: weight, perRow: 0 }, { view: bias, perRow: 0 },
+      { view: out, perRow: cols }, { view: mean, perRow: 1 }, { view: rstd, perRow: 1 },
+    ], ([xp, w, b, op, mp, rp], n) => nn.layerNorm(this.rt, xp!, w!, b!, op!, mp!, rp!, n, cols, eps));
   }
 
   layerNormBackward(
     x: View, weight: View | null, mean: View, rstd: View, gy: View,
     gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
   ): void {
-    nn.layerNormBackward(this.rt, x, weight, mean, rstd, gy, gx, gw, gb, rows, cols);
+    layerNormBackwardInParts(this.rt, x, weight, mean, rstd, gy, gx, gw, gb, rows, cols);
   }
 
   gather(table: View, ids: View, out: View, n: number, dim: number): void {
     const bits = table.dtype === out.dtype;
     const rows = table.size / dim;
     // An id out of range gives a row of zeros (all-zero bits in every dtype) and the error at the next read.
-    ew.elementwise(this.rt, {
+    if (tooLarge(this.rt, [table.buf])) gatherRows(this.rt, table, ids, out, n, dim);
+    else ew.elementwise(this.rt, {
       key: 'gather', out: contiguous1(out), shape: [n * dim], bits,
       aux: [{ name: 'ids', view: ids }, { name: 'table', view: table, bits }],
       body: `let row = loadi_ids(P.o_ids + i / P.u0);
@@ -378,6 +416,15 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   crossEntropyBackward(
+    logits: View, targets: View, lse: View, count: View, gy: View, out: View,
+    rows: number, cols: number, ignoreIndex: number,
+  ): void {
+    byRowRanges(this.rt, 'crossEntropyBackward', rows, [
+      { view: logits, perRow: cols }, { view: targets, perRow: 1 }, { view: lse, perRow: 1 }, { view: out, perRow: cols },
+    ], ([l, t, s, o], n) => this.crossEntropyBackwardPart(l!, t!, s!, count, gy, o!, n, cols, ignoreIndex));
+  }
+
+  private crossEntropyBackwardPart(
     logits: View, targets: View, lse: View, count: View, gy: View, out: View,
     rows: number, cols: number, ignoreIndex: number,
   ): void {
@@ -415,11 +462,11 @@ export class WebGPUBackend implements Backend, Fusions {
   // ---- multi-tensor kernels ----
 
   sumOfSquares(views: readonly View[], out: View): void {
-    optim.sumOfSquares(this.rt, views, out);
+    optim.sumOfSquares(this.rt, viewRanges(this.rt, views), out);
   }
 
   update(rule: UpdateRule, call: UpdateCall): void {
-    optim.update(this.rt, rule, call);
+    optim.update(this.rt, rule, updateRanges(this.rt, rule, call));
   }
 }
 
@@ -429,6 +476,7 @@ export class WebGPUBackend implements Backend, Fusions {
  * there is none.
  */
 export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
+  bindingLimit(opts); // a bad value fails before a device is taken
   let backend: WebGPUBackend;
   if (opts.device) {
     const d = opts.device;

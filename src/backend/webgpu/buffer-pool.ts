@@ -21,7 +21,11 @@ export interface Block {
 /** The backend's `Buf`: a typed window on a pooled block. */
 export class GpuBuf implements Buf {
   freed = false;
-  constructor(readonly dtype: DType, readonly size: number, readonly block: Block) {}
+  /**
+   * `window`: bytes [offset, offset + size) of the block, bound instead of the whole block (see
+   * split.ts: parts of a block larger than the binding limit); element 0 of the buffer is at `offset`.
+   */
+  constructor(readonly dtype: DType, readonly size: number, readonly block: Block, readonly window?: { offset: number; size: number }) {}
 }
 
 export type PoolMemory = MemoryInfo & { liveBuffers: number; pooledBuffers: number };
@@ -46,8 +50,8 @@ export class BufferPool {
   private readonly maxBufferBytes: number;
 
   /** `onError` receives out-of-memory errors, which the device reports asynchronously. */
-  constructor(private readonly device: GPUDevice, private readonly onError: (e: Error) => void) {
-    this.maxBindingBytes = device.limits.maxStorageBufferBindingSize;
+  constructor(private readonly device: GPUDevice, private readonly onError: (e: Error) => void, maxBindingBytes: number) {
+    this.maxBindingBytes = maxBindingBytes;
     this.maxBufferBytes = device.limits.maxBufferSize;
   }
 
@@ -55,9 +59,10 @@ export class BufferPool {
     if (!Number.isInteger(size) || size < 0) throw new BackendError(`webgpu: cannot allocate ${size} elements of ${dtype}`);
     const need = bufferBytes(dtype, size);
     const what = `a ${dtype} buffer of ${size} elements`;
-    if (need > this.maxBindingBytes) throw new BufferTooLargeError(need, this.maxBindingBytes, 'maxStorageBufferBindingSize', what);
     if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', what);
-    const cls = Math.min(sizeClass(need), Math.floor(Math.min(this.maxBindingBytes, this.maxBufferBytes) / 16) * 16) || 16;
+    // A buffer that fits one binding gets a block that does too; a larger one is bound in windows (split.ts).
+    const cap = need <= this.maxBindingBytes ? this.maxBindingBytes : this.maxBufferBytes;
+    const cls = Math.min(sizeClass(need), Math.floor(cap / 16) * 16) || 16;
     const bytes = Math.max(cls, Math.ceil(need / 4) * 4, 16);
     // Free lists are kept in descending id order, so this takes the free block with the smallest id.
     const list = this.free.get(bytes);

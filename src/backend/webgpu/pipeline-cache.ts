@@ -45,6 +45,8 @@ export interface Arg {
 /** One binding of a dispatch: a distinct block and how the kernel declares it. */
 export interface Physical {
   block: Block;
+  /** The bound part of the block (GpuBuf.window), or undefined for all of it. */
+  window: { offset: number; size: number } | undefined;
   dtype: DType;
   access: Access;
   mode: WriteMode;

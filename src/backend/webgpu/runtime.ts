@@ -18,7 +18,7 @@ import { BackendError } from '../backend.js';
 import { BufferPool, GpuBuf, type Block } from './buffer-pool.js';
 import { BUFFER_COPY_DST, BUFFER_MAP_READ, MAP_READ } from './constants.js';
 import { deviceWait } from './device-wait.js';
-import { DeviceLostError, GPUOutOfMemoryError, GPUValidationError } from './errors.js';
+import { BufferTooLargeError, DeviceLostError, GPUOutOfMemoryError, GPUValidationError } from './errors.js';
 import { PipelineCache, type Arg, type KernelSource, type Physical } from './pipeline-cache.js';
 import { Profiler, type KernelProfile } from './profiler.js';
 import { UNIFORM_BINDING_BYTES, UniformArena } from './uniform-arena.js';
@@ -42,6 +42,8 @@ export interface RuntimeOptions {
   checkShaders?: boolean;
   /** Time every dispatch with timestamp queries (each in its own pass): see Runtime.profile(). Slows things down. */
   profile?: boolean;
+  /** Binds at most this many bytes of a buffer (default and upper bound: the device's maxStorageBufferBindingSize). */
+  maxBindingBytes?: number;
 }
 
 /** Bind groups are cached by buffers; past this many the cache starts over. */
@@ -77,10 +79,10 @@ export class Runtime {
     this.device = device;
     this.opts = opts;
     const lim = device.limits;
-    this.maxBindingBytes = lim.maxStorageBufferBindingSize;
+    this.maxBindingBytes = Math.min(lim.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity);
     this.maxBufferBytes = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = lim.maxComputeWorkgroupsPerDimension;
-    this.pool = new BufferPool(device, (e) => { this.error ??= e; });
+    this.pool = new BufferPool(device, (e) => { this.error ??= e; }, this.maxBindingBytes);
     this.pipelines = new PipelineCache(device, this.stats, !!opts.checkShaders);
     this.arena = new UniformArena(device);
     this.profiler = opts.profile && device.features.has('timestamp-query') ? new Profiler(device) : null;
@@ -149,12 +151,16 @@ export class Runtime {
     for (const a of args) {
       const g = a.buf as GpuBuf;
       if (g.freed) throw new BackendError(`webgpu: kernel ${src.key.split('|')[0]} used a freed buffer ('${a.name}')`);
-      let k = phys.findIndex((p) => p.block === g.block);
+      let k = phys.findIndex((p) => p.block === g.block && p.window?.offset === g.window?.offset);
       const mode = a.access === 'read_write' ? (a.mode ?? 'owned') : 'owned';
       const native = this.opts.nativeF16 && g.dtype === 'float16' && a.access === 'read' && !a.bits;
       if (k < 0) {
         k = phys.length;
-        phys.push({ block: g.block, dtype: g.dtype, access: a.access, mode, native, vec4: !!a.vec4 });
+        const bound = g.window?.size ?? g.block.bytes;
+        if (bound > this.maxBindingBytes) {
+          throw new BufferTooLargeError(bound, this.maxBindingBytes, 'maxStorageBufferBindingSize', `binding '${a.name}' of kernel ${src.key.split('|')[0]}`);
+        }
+        phys.push({ block: g.block, window: g.window, dtype: g.dtype, access: a.access, mode, native, vec4: !!a.vec4 });
       } else {
         const p = phys[k]!;
         if (p.vec4 !== !!a.vec4) throw new BackendError(`webgpu: kernel ${src.key.split('|')[0]} binds one buffer both as vec4 and as scalars ('${a.name}')`);
@@ -177,11 +183,11 @@ export class Runtime {
     // offset costs about as much again as the rest of a small dispatch. A training step repeats
     // its sequence of dispatches, so its bind groups come from the cache from the second step on.
     let bgKey = pipe.layoutKey + ':' + offset + ':';
-    for (const p of phys) bgKey += p.block.id + ',';
+    for (const p of phys) bgKey += p.block.id + (p.window ? `@${p.window.offset}+${p.window.size}` : '') + ',';
     let bg = this.bindGroups.get(bgKey);
     if (!bg) {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
-      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu } }));
+      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu, ...p.window } }));
       entries.push({ binding: phys.length, resource: { buffer: this.arena.buffer, offset, size: UNIFORM_BINDING_BYTES } });
       bg = this.device.createBindGroup({ layout: pipe.layout, entries });
       this.bindGroups.set(bgKey, bg);

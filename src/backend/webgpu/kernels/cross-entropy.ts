@@ -4,6 +4,7 @@
 import type { View } from '../../backend.js';
 import type { KernelSource, Runtime } from '../runtime.js';
 import { reduce } from './reduce.js';
+import { byRowRanges } from '../split.js';
 import {
   colLoop, hsum, planKey, QUAD_MAIN, QUAD_WG, quadRows, rowGrid, rowMain, rowPlan, rowReductions, scalarMode, type RowPlan,
 } from './row-kernel.js';
@@ -16,7 +17,7 @@ function crossEntropyRowsSource(p: RowPlan): KernelSource {
   return {
     key: `crossEntropyRows:${planKey(p)}`,
     subgroups: p.subgroups,
-    params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['ignore', 'i32']],
+    params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['o_part', 'u32'], ['ignore', 'i32']],
     body: () => `${rowReductions(p)}
 ${IN_ROW}
 ${rowMain(p, 'P.rows')}
@@ -34,7 +35,7 @@ ${rowMain(p, 'P.rows')}
     var loss = 0.0;
     var counted = 0.0;
     if (t != P.ignore) { loss = l - load_x(xb + in_row(t, P.cols)); counted = 1.0; }
-    put2_part(2u * unit, loss, counted, 3u);
+    put2_part(P.o_part + 2u * unit, loss, counted, 3u);
   }
 }`,
   };
@@ -58,22 +59,10 @@ export function crossEntropy(
 ): void {
   const part = rt.alloc('float32', 2 * Math.max(rows, 1));
   const sums = rt.alloc('float32', 2);
-  if (rows > 0 && quadRows(cols, [logits], [], [targets, lse])) {
-    rt.dispatch(crossEntropyRowsQuadSource(), [
-      { name: 'x', buf: logits.buf, access: 'read', vec4: true },
-      { name: 't', buf: targets.buf, access: 'read' },
-      { name: 'lse', buf: lse.buf, access: 'read_write', mode: scalarMode(lse) },
-      { name: 'part', buf: part, access: 'read_write' },
-    ], [rows, cols, logits.offset, targets.offset, lse.offset, ignoreIndex | 0], rt.grid(Math.ceil(rows / QUAD_WG)));
-  } else if (rows > 0) {
-    const p = rowPlan(rt, cols);
-    rt.dispatch(crossEntropyRowsSource(p), [
-      { name: 'x', buf: logits.buf, access: 'read' },
-      { name: 't', buf: targets.buf, access: 'read' },
-      { name: 'lse', buf: lse.buf, access: 'read_write', mode: scalarMode(lse) },
-      { name: 'part', buf: part, access: 'read_write' },
-    ], [rows, cols, logits.offset, targets.offset, lse.offset, ignoreIndex | 0], rowGrid(rt, p, rows));
-  }
+  const partView: View = { buf: part, offset: 0, size: 2 * rows, dtype: 'float32' };
+  byRowRanges(rt, 'crossEntropy', rows, [
+    { view: logits, perRow: cols }, { view: targets, perRow: 1 }, { view: lse, perRow: 1 }, { view: partView, perRow: 2 },
+  ], ([x, t, l, pv], n) => crossEntropyRows(rt, x!, t!, l!, pv!, n, cols, ignoreIndex));
   // Sum the (loss, counted) pairs over rows in a fixed order.
   reduce(rt, 'sum', { buf: part, offset: 0, size: 2 * rows, dtype: 'float32' }, { buf: sums, offset: 0, size: 2, dtype: 'float32' }, 1, rows, 2);
   rt.dispatch(crossEntropyFinalSource, [
@@ -85,10 +74,26 @@ export function crossEntropy(
   rt.release(sums);
 }
 
+/** The per-row pass: lse and the (loss term, counted) pairs of `rows` rows. */
+function crossEntropyRows(rt: Runtime, logits: View, targets: View, lse: View, part: View, rows: number, cols: number, ignoreIndex: number): void {
+  const params = [rows, cols, logits.offset, targets.offset, lse.offset, part.offset, ignoreIndex | 0];
+  const rest = [
+    { name: 't', buf: targets.buf, access: 'read' as const },
+    { name: 'lse', buf: lse.buf, access: 'read_write' as const, mode: scalarMode(lse) },
+    { name: 'part', buf: part.buf, access: 'read_write' as const },
+  ];
+  if (rows > 0 && quadRows(cols, [logits], [], [targets, lse])) {
+    rt.dispatch(crossEntropyRowsQuadSource(), [{ name: 'x', buf: logits.buf, access: 'read', vec4: true }, ...rest], params, rt.grid(Math.ceil(rows / QUAD_WG)));
+  } else if (rows > 0) {
+    const p = rowPlan(rt, cols);
+    rt.dispatch(crossEntropyRowsSource(p), [{ name: 'x', buf: logits.buf, access: 'read' }, ...rest], params, rowGrid(rt, p, rows));
+  }
+}
+
 function crossEntropyRowsQuadSource(): KernelSource {
   return {
     key: 'crossEntropyRowsQuad',
-    params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['ignore', 'i32']],
+    params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['o_part', 'u32'], ['ignore', 'i32']],
     body: () => `${IN_ROW}
 ${QUAD_MAIN}
   let xb = (P.o_x + row * P.cols) >> 2u;
@@ -103,7 +108,7 @@ ${QUAD_MAIN}
   var loss = 0.0;
   var counted = 0.0;
   if (t != P.ignore) { loss = l - load_x(P.o_x + row * P.cols + in_row(t, P.cols)); counted = 1.0; }
-  put2_part(2u * row, loss, counted, 3u);
+  put2_part(P.o_part + 2u * row, loss, counted, 3u);
 }`,
   };
 }

@@ -27,6 +27,7 @@ import { collapse, type Operand } from '../../cpu/strided.js';
 import { sizeOf } from '../../../dtype/shape.js';
 import type { Arg, Runtime } from '../runtime.js';
 import { indexHelper } from './wgsl-helpers.js';
+import { forEachPart, tooLarge } from '../split.js';
 import { is16Bit, type Access, type WriteMode } from '../storage.js';
 
 const WG = 256;
@@ -67,6 +68,8 @@ export interface Elementwise {
   /** Extra WGSL functions. */
   fns?: string;
   random?: boolean;
+  /** The body's `i` of the first element (a part of a split iteration: split.ts); default 0. */
+  base?: number;
 }
 
 type Kind = 'c' | 's' | 'g';
@@ -86,6 +89,13 @@ export function elementwise(rt: Runtime, e: Elementwise): void {
   if (n === 0) return;
   const inputs = e.inputs ?? [];
   const aux = e.aux ?? [];
+  if (tooLarge(rt, [e.out.view.buf, ...inputs.map((x) => x.src.view.buf)])) {
+    forEachPart(rt, `kernel ${e.key}`, e.shape, [e.out, ...inputs.map((x) => x.src)], (p) => elementwise(rt, {
+      ...e, base: (e.base ?? 0) + p.base, shape: p.shape, out: p.operands[0]!,
+      inputs: inputs.map((x, k) => ({ ...x, src: p.operands[k + 1]! })),
+    }));
+    return;
+  }
   const ops: Operand[] = [e.out, ...inputs.map((x) => x.src)];
   const c = collapse(e.shape, ops);
   const nd = c.shape.length;
@@ -110,6 +120,7 @@ export function elementwise(rt: Runtime, e: Elementwise): void {
   const values: number[] = [];
   const add = (name: string, ty: 'u32' | 'i32' | 'f32', v: number) => { params.push([name, ty]); values.push(v); };
   add('n', 'u32', n);
+  add('i0', 'u32', e.base ?? 0);
   const unit = walk === 'quads' ? 4 : walk === 'words' ? 2 : 1;
   const units = walk === 'scatter' ? n : Math.floor((outOff + n - 1) / unit) - Math.floor(outOff / unit) + 1;
   const perInvocation = walk === 'quads' ? QUADS_PER_INVOCATION : 1;
@@ -157,7 +168,7 @@ function generate(e: Elementwise, kinds: readonly Kind[], nd: number, names: rea
   const formals = inputs.map((x, k) => `, ${x.name}: ${raw[k] ? 'u32' : 'f32'}`).join('');
   lines.push(`fn op(i: u32${formals}) -> ${ty} {\n  ${e.body}\n}`);
   const loads = inputs.map((x, k) => `, ${raw[k] ? 'loadbits' : 'load'}_${x.name}(idx_${x.name}(i))`).join('');
-  lines.push(`fn value(i: u32) -> ${ty} { return op(i${loads}); }`);
+  lines.push(`fn value(i: u32) -> ${ty} { return op(P.i0 + i${loads}); }`);
   const put = bits ? 'putbits_out' : 'put_out';
   const put2 = bits ? 'put2bits_out' : 'put2_out';
   const head = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -167,7 +178,7 @@ function generate(e: Elementwise, kinds: readonly Kind[], nd: number, names: rea
     const vecLoads = inputs.map((x, k) => kinds[k + 1] === 'c'
       ? `  let ${x.name}4 = ${raw[k] ? 'loadbits4' : 'load4'}_${x.name}((P.o_${x.name} + r) >> 2u);`
       : `  let ${x.name}4 = vec4<${raw[k] ? 'u32' : 'f32'}>(${raw[k] ? 'loadbits' : 'load'}_${x.name}(P.o_${x.name}));`).join('\n');
-    const lane = (j: number, comp: string) => `op(r + ${j}u${inputs.map((x) => `, ${x.name}4.${comp}`).join('')})`;
+    const lane = (j: number, comp: string) => `op(P.i0 + r + ${j}u${inputs.map((x) => `, ${x.name}4.${comp}`).join('')})`;
     // Several quads per invocation, a grid-stride apart: fewer, longer invocations run faster on CPU adapters.
     lines.push(`${head}
   for (var k = 0u; k < ${QUADS_PER_INVOCATION}u; k = k + 1u) {

@@ -13,6 +13,7 @@
 import type { View } from '../../backend.js';
 import type { GpuBuf, KernelSource, Runtime } from '../runtime.js';
 import { is16Bit } from '../storage.js';
+import { rowRanges, tooLarge, windowViews } from '../split.js';
 
 const RADIX_BITS = 8;
 const RADIX = 1 << RADIX_BITS;
@@ -149,13 +150,14 @@ const SCATTER_WG = 64;
 /** Each id's first position walks its chain in order and adds the gradient rows into the id's table row. */
 const scatterSource: KernelSource = {
   key: 'scatterAdd',
-  params: [['n', 'u32'], ['dim', 'u32'], ['pairs', 'u32'], ['rows', 'u32'], ['o_ids', 'u32'], ['o_g', 'u32'], ['o_out', 'u32']],
+  params: [['n', 'u32'], ['dim', 'u32'], ['pairs', 'u32'], ['rows', 'u32'], ['first', 'u32'], ['o_ids', 'u32'], ['o_g', 'u32'], ['o_out', 'u32']],
   body: () => `@compute @workgroup_size(${SCATTER_WG}) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = flat_id(gid, nwg, ${SCATTER_WG}u);
   let i = t / P.pairs;
   if (i >= P.n) { return; }
   if (loadbits_links(P.n + i) == 0u) { return; }
-  let id = loadi_ids(P.o_ids + i);
+  // Rows [first, first + rows) of the table are bound (the part of a split table: split.ts).
+  let id = loadi_ids(P.o_ids + i) - i32(P.first);
   if (id < 0 || u32(id) >= P.rows) { return; }
   let c = (t % P.pairs) * 2u;
   let two = c + 1u < P.dim;
@@ -180,12 +182,16 @@ export function scatterAdd(rt: Runtime, g: View, ids: View, out: View, n: number
   const rows = Math.floor(out.size / dim);
   const links = linkPositions(rt, ids, n, rows);
   const pairs = Math.ceil(dim / 2);
-  const owned = !is16Bit(out.dtype) || (out.offset % 2 === 0 && dim % 2 === 0);
-  rt.dispatch(scatterSource, [
-    { name: 'links', buf: links, access: 'read' },
-    { name: 'ids', buf: ids.buf, access: 'read' },
-    { name: 'g', buf: g.buf, access: 'read' },
-    { name: 'out', buf: out.buf, access: 'read_write', mode: owned ? 'owned' : 'atomic' },
-  ], [n, dim, pairs, rows, ids.offset, g.offset, out.offset], rt.grid(Math.ceil((n * pairs) / SCATTER_WG)));
+  const ranges = tooLarge(rt, [out.buf]) ? rowRanges(rt, out.dtype, rows, dim, 'the scatterAdd table') : [[0, rows] as [number, number]];
+  for (const [r0, r1] of ranges) {
+    const part = ranges.length === 1 ? out : windowViews([{ view: out, lo: r0 * dim, hi: r1 * dim }])[0]!;
+    const owned = !is16Bit(out.dtype) || (part.offset % 2 === 0 && dim % 2 === 0);
+    rt.dispatch(scatterSource, [
+      { name: 'links', buf: links, access: 'read' },
+      { name: 'ids', buf: ids.buf, access: 'read' },
+      { name: 'g', buf: g.buf, access: 'read' },
+      { name: 'out', buf: part.buf, access: 'read_write', mode: owned ? 'owned' : 'atomic' },
+    ], [n, dim, pairs, r1 - r0, r0, ids.offset, g.offset, part.offset], rt.grid(Math.ceil((n * pairs) / SCATTER_WG)));
+  }
   rt.release(links);
 }
