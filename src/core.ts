@@ -40,3 +40,5 @@ export * from './backend/webgpu/errors.js';
 export { ByteTokenizer, GPT2Tokenizer, loadTokenizer, TOKENIZER_NAMES, type Tokenizer, type TokenizerName } from './data/tokenizer.js';
 export { BatchSampler, evalBatches } from './data/batches.js';
 export { DataError, TokenizerError } from './data/errors.js';
+
+export { tensorStats, StatsError, HISTOGRAM_LOW, HISTOGRAM_HIGH, type TensorStats, type StatsEntry, type StatsKind, type RangeFractions } from './report/stats.js';

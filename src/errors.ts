@@ -34,6 +34,9 @@ export const ERROR_CODES = {
   DATA_INVALID: { error: 'DataError', meaning: 'data that cannot be found, read, split or batched' },
   TOKENIZER_INVALID: { error: 'TokenizerError', meaning: 'an unknown tokenizer, or ids it cannot decode' },
   TRAIN_CONFIG_INVALID: { error: 'TrainConfigError', meaning: 'a training option out of range or inconsistent' },
+  STATS_INVALID: { error: 'StatsError', meaning: 'a tensor that statistics cannot be computed for (disposed, integer, empty)' },
+  LOSS_SCALE_COLLAPSED: { error: 'LossScaleCollapsedError', meaning: 'the dynamic loss scale fell below its minimum (minScale)' },
+  REPORT_INVALID: { error: 'ReportError', meaning: 'report or comparison input that cannot be used (set-ups, metrics, options)' },
   CLI_USAGE: { error: 'UsageError', meaning: 'a command line that does not parse' },
 } as const;
 
