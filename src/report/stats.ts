@@ -8,7 +8,7 @@
 // means what a cast would do, to the bit. The counts are differences of those.
 
 import { noGrad } from '../autograd/backward.js';
-import { Tensor, tidy } from '../tensor/tensor.js';
+import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { tensor as makeTensor } from '../tensor/creation.js';
 import { abs, cat, ge, gt, max, min, reshape, slice, sum, to, where } from '../tensor/ops.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
@@ -110,14 +110,14 @@ function rangeFractions(c: (t: number) => number, b: Boundaries, n: number): Ran
   };
 }
 
-function fromCounts(e: StatsEntry, row: ArrayLike<number>): TensorStats {
-  const n = e.tensor.size;
+function fromCounts(e: StatsMeta, row: ArrayLike<number>): TensorStats {
+  const n = e.size;
   const c = (t: number): number => row[THRESHOLDS.indexOf(t)]!;
   const notNaN = c(0), inf = c(Infinity), nonzero = c(F32_MIN_SUBNORMAL);
   const edge = (k: number): number => row[FIXED.length + k]!;
   const bins = Array.from({ length: HISTOGRAM_HIGH - HISTOGRAM_LOW }, (_, k) => edge(k) - edge(k + 1));
   return {
-    name: e.name, kind: e.kind, dtype: e.tensor.dtype, size: n,
+    name: e.name, kind: e.kind, dtype: e.dtype, size: n,
     maxAbs: row[THRESHOLDS.length]!, minNonzeroAbs: row[THRESHOLDS.length + 1]!,
     zeros: (notNaN - nonzero) / n,
     nonFinite: (n - notNaN + inf) / n,
@@ -127,25 +127,51 @@ function fromCounts(e: StatsEntry, row: ArrayLike<number>): TensorStats {
   };
 }
 
-/**
- * Statistics of every entry, computed on the entries' backend with one read-back
- * for all of them. The tensors are not changed.
- */
-export async function tensorStats(entries: readonly StatsEntry[]): Promise<TensorStats[]> {
-  if (entries.length === 0) return [];
+function checkEntries(entries: readonly StatsEntry[]): void {
   for (const e of entries) {
     if (e.tensor.isDisposed) throw new StatsError(`tensorStats: '${e.name}' (${e.kind}) was disposed`);
     if (e.tensor.dtype === 'int32') throw new StatsError(`tensorStats: '${e.name}' (${e.kind}) is an int32 tensor; statistics are for floating-point values`);
     if (e.tensor.size === 0) throw new StatsError(`tensorStats: '${e.name}' (${e.kind}) is empty`);
     if (e.tensor.backend !== entries[0]!.tensor.backend) throw new StatsError(`tensorStats: '${e.name}' is on backend '${e.tensor.backend.name}', '${entries[0]!.name}' on '${entries[0]!.tensor.backend.name}'`);
   }
-  const all = noGrad(() => tidy(() => cat(entries.map((e) => deviceCounts(e.tensor)))));
+}
+
+/** What a statistics row is about, once its tensor may be gone. */
+export type StatsMeta = Omit<StatsEntry, 'tensor'> & { dtype: string; size: number };
+
+/**
+ * The statistics of one tensor as a device tensor, owned by the caller (kept
+ * from enclosing `tidy` scopes), for
+ * collecting several without reading back: decode them with `decodeStats`.
+ */
+export function statsOnDevice(x: Tensor): Tensor {
+  return keep(noGrad(() => tidy(() => deviceCounts(x))));
+}
+
+/** Reads rows made by `statsOnDevice` (in `meta` order) back in one transfer, and disposes them. */
+export async function decodeStats(meta: readonly StatsMeta[], rows: readonly Tensor[]): Promise<TensorStats[]> {
+  if (rows.length === 0) return [];
   let flat: ArrayLike<number>;
   try {
-    flat = await all.toArray();
+    const all = tidy(() => cat(rows));
+    try {
+      flat = await all.toArray();
+    } finally {
+      all.dispose();
+    }
   } finally {
-    all.dispose();
+    for (const r of rows) r.dispose();
   }
   const width = THRESHOLDS.length + 2;
-  return entries.map((e, i) => fromCounts(e, Array.prototype.slice.call(flat, i * width, (i + 1) * width) as number[]));
+  return meta.map((m, i) => fromCounts(m, Array.prototype.slice.call(flat, i * width, (i + 1) * width) as number[]));
+}
+
+/**
+ * Statistics of every entry, computed on the entries' backend with one read-back
+ * for all of them. The tensors are not changed.
+ */
+export async function tensorStats(entries: readonly StatsEntry[]): Promise<TensorStats[]> {
+  checkEntries(entries);
+  const meta = entries.map((e) => ({ name: e.name, kind: e.kind, dtype: e.tensor.dtype, size: e.tensor.size }));
+  return decodeStats(meta, entries.map((e) => statsOnDevice(e.tensor)));
 }

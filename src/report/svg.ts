@@ -24,7 +24,14 @@ export interface LineChartSpec {
   markerLabel?: string;
 }
 
-export interface ShadedRange { from: number; to: number; label: string; color: string }
+export interface ShadedRange {
+  from: number;
+  to: number;
+  label: string;
+  color: string;
+  /** Drawn as a strip under the plot instead of across it (a second format's ranges). */
+  strip?: boolean;
+}
 
 export interface HistogramSpec {
   title: string;
@@ -142,9 +149,10 @@ export function histogramChart(spec: HistogramSpec): string {
   let body = '';
   for (const r of spec.ranges) {
     const a = Math.max(lo, r.from), b = Math.min(hi, r.to);
-    if (b > a) body += `<rect class="range" x="${sx(a).toFixed(1)}" y="${M.top}" width="${(sx(b) - sx(a)).toFixed(1)}" height="${PH}" fill="${r.color}" fill-opacity="0.35"><title>${escapeXml(r.label)}</title></rect>`;
+    const [y, h] = r.strip ? [M.top + PH + 18, 8] : [M.top, PH];
+    if (b > a) body += `<rect class="range" x="${sx(a).toFixed(1)}" y="${y}" width="${(sx(b) - sx(a)).toFixed(1)}" height="${h}" fill="${r.color}" fill-opacity="0.35"><title>${escapeXml(r.label)}</title></rect>`;
   }
-  body += axes('log2 |value|', 'fraction of nonzero values');
+  body += axes('', 'fraction of nonzero values') + text(M.left + PW / 2, H - 2, 'log2 |value|', 'text-anchor="middle"');
   for (const t of niceTicks(lo, hi, 8)) body += text(sx(t), M.top + PH + 14, formatTick(t), 'text-anchor="middle"');
   for (const t of niceTicks(0, ymax, 4)) body += text(M.left - 4, sy(t) + 4, formatTick(t), 'text-anchor="end"');
   fractions.forEach((fs, i) => {
