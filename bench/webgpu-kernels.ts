@@ -8,6 +8,7 @@
 import { createWebGPUBackend } from '../src/backend/webgpu/backend.js';
 import type { HeadLayout, View } from '../src/backend/backend.js';
 import type { DType } from '../src/dtype/dtype.js';
+import { ADAMW_RULE } from '../src/optim/adamw.js';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')) as [string, string?][]);
 const runs = +(args.runs ?? 5);
@@ -51,7 +52,10 @@ const cases: Record<string, () => void> = {};
   const p = buf('float32', C * 4 * C), pg = buf('float32', C * 4 * C), pm = buf('float32', C * 4 * C), pv = buf('float32', C * 4 * C, 0.01);
   const step = buf('float32', 1), found = buf('float32', 1);
   g.write(step, [0]); g.write(found, [0]);
-  cases['adamw [128x512]'] = () => g.adamw({ params: [p], grads: [pg], state0: [pm], state1: [pv], step, foundInf: found }, { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: [0.1] });
+  cases['adamw [128x512]'] = () => g.update(ADAMW_RULE, {
+    hypers: { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 },
+    scalars: { step, foundInf: found }, tensors: [{ param: p, grad: pg, exp_avg: pm, exp_avg_sq: pv }],
+  });
 }
 
 for (const [name, f] of Object.entries(cases)) {

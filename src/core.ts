@@ -10,6 +10,8 @@ export type { DType, FloatDType } from './dtype/dtype.js';
 
 export type { Backend, MemoryInfo } from './backend/backend.js';
 export { BackendError } from './backend/backend.js';
+export { UpdateRuleError, type Expr, type UpdateCall, type UpdateRule } from './backend/update-rule.js';
+export { UNSCALE_RULE, UPDATE_SCALE_RULE } from './amp/loss-scale-rules.js';
 export { CpuBackend } from './backend/cpu/backend.js';
 export { getBackend, setBackend, registerBackend } from './backend/registry.js';
 export { Generator, type GeneratorState } from './backend/random.js';
@@ -25,8 +27,8 @@ export { GradScaler, GradScalerError, type GradScalerOptions, type GradScalerSta
 export { parsePolicy, withPolicy, castOutput, PRESETS as POLICY_PRESETS, PolicyError, type Policy, type LossScaling } from './amp/policy.js';
 
 export { Optimizer, OptimizerError, type ParamGroupSpec, type OptimizerStateDict, type OptimizerOptions } from './optim/optimizer.js';
-export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './optim/adamw.js';
-export { SGD, SGD_DEFAULTS, type SGDOptions } from './optim/sgd.js';
+export { AdamW, ADAMW_DEFAULTS, ADAMW_RULE, type AdamWOptions } from './optim/adamw.js';
+export { SGD, SGD_DEFAULTS, sgdRule, type SGDOptions } from './optim/sgd.js';
 export { clipGradNorm } from './optim/clip.js';
 export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
 

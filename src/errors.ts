@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   GPU_VALIDATION: { error: 'GPUValidationError', meaning: 'a WGSL compilation or WebGPU validation error' },
   MATMUL_INVALID: { error: 'MatmulError', meaning: 'a matrix product the WebGPU kernels cannot run as described' },
   OPERAND_LAYOUT_INVALID: { error: 'OperandLayoutError', meaning: 'a WGSL operand declared with a layout its dtype or access does not allow' },
+  UPDATE_RULE_INVALID: { error: 'UpdateRuleError', meaning: 'an update rule that is malformed, or a call that lacks what it reads' },
   BACKEND_UNAVAILABLE: { error: 'BackendUnavailableError', meaning: 'the backend asked for cannot be used' },
   GRAD_SCALER_MISUSE: { error: 'GradScalerError', meaning: 'GradScaler calls out of order or with bad options' },
   POLICY_INVALID: { error: 'PolicyError', meaning: 'an unknown or inconsistent precision policy' },

@@ -8,6 +8,7 @@
 
 import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/registry.js';
+import { UNSCALE_RULE, UPDATE_SCALE_RULE } from './loss-scale-rules.js';
 import { Tensor, keep } from '../tensor/tensor.js';
 import { mul } from '../tensor/ops.js';
 import { full } from '../tensor/creation.js';
@@ -122,13 +123,11 @@ export class GradScaler {
       }
     }
     const b = this.backend;
-    // 1/scale in float64, rounded to float32 (PyTorch: scale.double().reciprocal().float()).
-    const inv = Tensor.empty([], 'float32', b);
-    b.unary('reciprocal', this.scaleT!.view, inv.view);
     s.foundInf?.dispose();
     s.foundInf = keep(full([], 0, { backend: b }));
-    if (grads.length) b.unscaleAndCheck(grads.map((g) => g.view), inv.view, s.foundInf.view);
-    inv.dispose();
+    b.update(UNSCALE_RULE, {
+      hypers: {}, scalars: { scale: this.scaleT!.view, foundInf: s.foundInf.view }, tensors: grads.map((g) => ({ grad: g.view })),
+    });
     s.stage = 'unscaled';
   }
 
@@ -167,7 +166,11 @@ export class GradScaler {
           if (acc !== flags[0]) acc.dispose();
           return sum;
         }, flags[0]!);
-        b.updateScale(this.scaleT!.view, this.trackerT!.view, combined.view, this.growthFactor, this.backoffFactor, this.growthInterval);
+        b.update(UPDATE_SCALE_RULE, {
+          hypers: { growthFactor: this.growthFactor, backoffFactor: this.backoffFactor, growthInterval: this.growthInterval },
+          scalars: { scale: this.scaleT!.view, growthTracker: this.trackerT!.view, foundInf: combined.view },
+          tensors: [],
+        });
         if (combined !== flags[0]) combined.dispose();
       }
     }

@@ -12,6 +12,7 @@
 
 import type { DType } from '../dtype/dtype.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
+import type { UpdateCall, UpdateRule } from './update-rule.js';
 
 /** A typed allocation on a backend. Opaque above the backend. */
 export interface Buf {
@@ -97,44 +98,6 @@ export interface AttentionSpec {
   headDim: number;
   scale: number;
   causal: boolean;
-}
-
-export interface AdamWHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Decoupled weight decay per parameter (0 where it does not apply). */
-  weightDecay: readonly number[];
-}
-
-export interface SGDHyper {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  nesterov: boolean;
-  weightDecay: readonly number[];
-}
-
-/**
- * The tensors of one parameter group, for a multi-tensor optimizer step.
- * `params` are what the model computes with; when `master` is given (16-bit
- * parameters), the update happens on the float32 master copy and is written back
- * rounded to the parameter dtype.
- */
-export interface OptimizerGroup {
-  params: readonly View[];
-  grads: readonly View[];
-  /** AdamW: exp_avg and exp_avg_sq. SGD: the momentum buffers in state0 (state1 unused). */
-  state0: readonly View[];
-  state1: readonly View[];
-  master?: readonly View[];
-  /** float32 [1]: steps taken; incremented only when the step is not skipped. */
-  step: View;
-  /** float32 [1]: when nonzero the whole step is skipped (GradScaler found inf/NaN). */
-  foundInf?: View;
-  /** Seeded stochastic rounding when writing 16-bit parameters from the master copy. */
-  stochasticRounding?: { key: number; start: number };
 }
 
 export interface MemoryInfo {
@@ -234,14 +197,11 @@ export interface Backend {
   // Multi-tensor kernels for mixed-precision training
   /** Sum of squares of every element of every view, accumulated in float32 into out[0] (overwritten). */
   sumOfSquares(views: readonly View[], out: View): void;
-  /** views *= scale[0] in place. */
-  scaleInPlace(views: readonly View[], scale: View): void;
-  /** views *= invScale[0] in place; foundInf[0] = 1 if any value is inf or NaN (PyTorch's non-finite check and unscale). */
-  unscaleAndCheck(views: readonly View[], invScale: View, foundInf: View): void;
-  /** PyTorch's _amp_update_scale_: scale and growthTracker updated in place from foundInf. */
-  updateScale(scale: View, growthTracker: View, foundInf: View, growthFactor: number, backoffFactor: number, growthInterval: number): void;
-  adamw(group: OptimizerGroup, hyper: AdamWHyper): void;
-  sgd(group: OptimizerGroup, hyper: SGDHyper): void;
+  /**
+   * Applies an update rule (update-rule.ts: the optimizers, gradient unscaling,
+   * the loss-scale rule) to every tensor of the call, under the rule's skip flag.
+   */
+  update(rule: UpdateRule, call: UpdateCall): void;
 }
 
 export class BackendError extends MixprecError {

@@ -86,6 +86,8 @@ interface TrainerStateFile extends TrainerState {
 export interface OptimizerMeta {
   type: string;
   groups: { options: Record<string, unknown>; params: string[] }[];
+  /** Random numbers drawn by stochastic rounding (when the optimizer uses it), so a resumed run draws the same ones. */
+  stochasticRoundingCounter?: number;
 }
 
 export type ScalerFile = { enabled: false } | ({ enabled: true } & GradScalerState);
@@ -125,6 +127,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
       options: { ...g.options } as unknown as Record<string, unknown>,
       params: g.params.map((p) => paramName(p, index++)),
     })),
+    ...(c.optimizer.stochasticRoundingCounter === null ? {} : { stochasticRoundingCounter: c.optimizer.stochasticRoundingCounter }),
   };
   const scaler: ScalerFile = c.scaler.enabled ? { enabled: true, ...((await c.scaler.stateDict()) as GradScalerState) } : { enabled: false };
   await replaceDirectoryAtomic(dir, async (tmp) => {
@@ -203,6 +206,9 @@ function checkOptimizerMeta(file: string, m: Record<string, unknown>): Optimizer
       throw new CheckpointError(file, `'groups[${k}]' must be {options: object, params: string[]}`);
     }
   });
+  if (m.stochasticRoundingCounter !== undefined && !isCount(m.stochasticRoundingCounter)) {
+    throw new CheckpointError(file, `'stochasticRoundingCounter' must be a non-negative integer, got ${JSON.stringify(m.stochasticRoundingCounter)}`);
+  }
   return m as unknown as OptimizerMeta;
 }
 
@@ -340,6 +346,7 @@ export async function restoreOptimizer<O extends BaseOptions>(ckpt: Checkpoint, 
   optimizer.paramGroups.forEach((g, k) => {
     g.options = { ...g.options, ...(meta.groups[k]!.options as Partial<O>) };
   });
+  optimizer.stochasticRoundingCounter = meta.stochasticRoundingCounter ?? 0;
 }
 
 /** Restores the scaler's scale and growth tracker; the scaler must be enabled exactly when it was at save time. */

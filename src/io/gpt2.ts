@@ -117,15 +117,16 @@ export function parseGPT2Config(json: Record<string, unknown>, file = CONFIG_FIL
   }
   const eps = json.layer_norm_epsilon ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0 && eps < 1)) fail('layer_norm_epsilon', `must be a small positive number, got ${JSON.stringify(eps)}`);
-  for (const k of ['embd_pdrop', 'attn_pdrop']) prob(k);
+  prob('embd_pdrop');
   const dropout = prob('resid_pdrop');
+  const attnDropout = prob('attn_pdrop');
   flag('scale_attn_weights', true);
   flag('scale_attn_by_inverse_layer_idx', false);
   flag('add_cross_attention', false);
   if (has('tie_word_embeddings') && json.tie_word_embeddings !== true) {
     fail('tie_word_embeddings', 'untied output heads are not supported (the head must be tied to wte)');
   }
-  return { vocabSize, blockSize, nLayer, nHead, nEmbd, nInner, dropout, bias: true, layerNormEps: eps as number };
+  return { vocabSize, blockSize, nLayer, nHead, nEmbd, nInner, dropout, attnDropout, bias: true, layerNormEps: eps as number };
 }
 
 /** A Hugging Face GPT-2 config.json object for a model configuration. */
@@ -134,7 +135,7 @@ export function gpt2ConfigJson(config: GPTConfig, torchDtype: DType = 'float32')
   const json: Record<string, unknown> = {
     activation_function: 'gelu_new',
     architectures: ['GPT2LMHeadModel'],
-    attn_pdrop: 0, // attention-probability dropout is not implemented
+    attn_pdrop: c.attnDropout ?? c.dropout,
     bos_token_id: c.vocabSize - 1,
     embd_pdrop: c.dropout,
     eos_token_id: c.vocabSize - 1,
@@ -164,7 +165,7 @@ export interface LoadGPT2Options {
   backend?: Backend | string;
   /** Parameter dtype (default float32). Stored values convert exactly when widening, to nearest even when narrowing. */
   dtype?: FloatDType | string;
-  /** Overrides the config's resid_pdrop. */
+  /** Overrides the config's resid_pdrop and attn_pdrop (one dropout, as nanoGPT's override). */
   dropout?: number;
   /** Seeds the model's generator (dropout). */
   seed?: number;
@@ -244,7 +245,7 @@ function assign(param: Tensor, t: RawTensor): void {
 export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise<GPT> {
   const configFile = join(dir, CONFIG_FILE);
   const config = parseGPT2Config(await readConfigFile(configFile), configFile);
-  if (opts.dropout !== undefined) config.dropout = opts.dropout;
+  if (opts.dropout !== undefined) config.dropout = config.attnDropout = opts.dropout;
   const dtype = parseDType(opts.dtype ?? 'float32');
   if (dtype === 'int32') throw new GPT2CheckpointError(dir, 'parameters must be floating point', 'dtype');
 

@@ -4,8 +4,8 @@
 // Parameter names are Hugging Face's (`wte.weight`, `h.0.attn.c_attn.weight`, ...).
 //
 // Every layer is one fused op: dense (matmul + bias [+ GELU]) for the projections,
-// causalSelfAttention straight from the fused qkv projection, and the head as
-// dense(x, wte, transposed) so the tied weight is never copied.
+// causalSelfAttention from the fused qkv projection (explicit while it drops
+// probabilities), and the head as dense(x, wte, transposed): the tied weight is never copied.
 
 import type { Backend, HostArray } from '../backend/backend.js';
 import { Generator, mix32 } from '../backend/random.js';
@@ -32,6 +32,8 @@ export interface GPTConfig {
   nEmbd: number;
   /** Dropout on the embeddings, the attention output and the MLP output (0 disables it). */
   dropout: number;
+  /** Dropout on the attention probabilities (Hugging Face's attn_pdrop; default `dropout`, as nanoGPT). */
+  attnDropout?: number;
   /** Biases in the linear layers and LayerNorms (GPT-2 has them). */
   bias: boolean;
   /** Width of the MLP's hidden layer (default 4 * nEmbd). */
@@ -86,13 +88,14 @@ export function validateConfig(c: GPTConfig): GPTConfig {
   for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) positive(k);
   if (c.nInner !== undefined) positive('nInner');
   if (c.nEmbd % c.nHead !== 0) throw new GPTConfigError(`GPT config: nEmbd ${c.nEmbd} is not divisible by nHead ${c.nHead}`);
-  if (typeof c.dropout !== 'number' || !(c.dropout >= 0 && c.dropout < 1)) {
-    throw new GPTConfigError(`GPT config: dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+  const attnDropout = c.attnDropout ?? c.dropout;
+  for (const [key, p] of [['dropout', c.dropout], ['attnDropout', attnDropout]] as const) {
+    if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new GPTConfigError(`GPT config: ${key} must be in [0, 1), got ${JSON.stringify(p)}`);
   }
   if (typeof c.bias !== 'boolean') throw new GPTConfigError(`GPT config: bias must be true or false, got ${JSON.stringify(c.bias)}`);
   const eps = c.layerNormEps ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0)) throw new GPTConfigError(`GPT config: layerNormEps must be a positive number, got ${JSON.stringify(eps)}`);
-  return { ...c, nInner: c.nInner ?? 4 * c.nEmbd, layerNormEps: eps };
+  return { ...c, attnDropout, nInner: c.nInner ?? 4 * c.nEmbd, layerNormEps: eps };
 }
 
 /** Parameter names and shapes in order (Hugging Face names; the tied head is not listed). */
@@ -126,18 +129,21 @@ export function countParameters(config: GPTConfig): number {
 class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
-  constructor(readonly nHead: number, c: GPTConfig, p: ParameterOptions) {
+  /** Dropout on the attention probabilities while training (nanoGPT's attn_dropout); the output dropout is in Block. */
+  readonly attnDropout: number;
+  constructor(readonly nHead: number, c: GPTConfig, p: ParameterOptions, private readonly generator: Generator) {
     super();
     this.c_attn = this.addModule('c_attn', new Linear(c.nEmbd, 3 * c.nEmbd, { ...p, bias: c.bias }));
     this.c_proj = this.addModule('c_proj', new Linear(c.nEmbd, c.nEmbd, { ...p, bias: c.bias }));
+    this.attnDropout = c.attnDropout ?? c.dropout;
   }
   /** With `cache`, x holds only the new tokens, whose keys and values join that layer's cache. */
   forward(x: Tensor, cache?: LayerCache): Tensor {
-    // Attention-probability dropout is not applied (as in llm.c); the output dropout is in Block.
     const qkv = this.c_attn.forward(x);
+    const dropout = this.training ? this.attnDropout : 0;
     const y = cache
       ? cachedSelfAttention(qkv, this.nHead, cache.keys, cache.values, cache.offset)
-      : causalSelfAttention(qkv, this.nHead);
+      : causalSelfAttention(qkv, this.nHead, { dropout, generator: this.generator });
     return this.c_proj.forward(y);
   }
 }
@@ -173,7 +179,7 @@ class Block extends Module {
     super();
     const ln = { ...p, bias: c.bias, eps: c.layerNormEps };
     this.ln_1 = this.addModule('ln_1', new LayerNorm(c.nEmbd, ln));
-    this.attn = this.addModule('attn', new CausalSelfAttention(c.nHead, c, p));
+    this.attn = this.addModule('attn', new CausalSelfAttention(c.nHead, c, p, generator));
     this.ln_2 = this.addModule('ln_2', new LayerNorm(c.nEmbd, ln));
     this.mlp = this.addModule('mlp', new MLP(c, p));
     this.drop = this.addModule('drop', new Dropout(c.dropout, generator));

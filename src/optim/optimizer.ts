@@ -1,8 +1,9 @@
 // The optimizer base: parameter groups, per-group state on the backend,
-// float32 master weights for 16-bit parameters, and a step that updates every
-// parameter of a group with one multi-tensor kernel.
+// float32 master weights for 16-bit parameters, and a step that applies the
+// optimizer's update rule (its formula, as data) to every parameter of a group
+// with the backend's one multi-tensor update primitive.
 
-import type { OptimizerGroup, View } from '../backend/backend.js';
+import type { UpdateCall, UpdateRule } from '../backend/update-rule.js';
 import type { ScalableOptimizer } from '../amp/grad-scaler.js';
 import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
@@ -26,7 +27,7 @@ export interface ParamGroup<O> {
   options: O;
   /** float32 [1] on the backend: steps taken (skipped steps not counted). */
   step: Tensor;
-  /** Optimizer state per parameter, by name (exp_avg, momentum_buffer, ...). */
+  /** Optimizer state per parameter, by name (exp_avg, momentum_buffer, ...; 1-element ones such as momentum_step too). */
   state: Map<string, Tensor>[];
   /** float32 master copies and gradients of 16-bit parameters (null entries for float32 ones). */
   master: (Tensor | null)[];
@@ -63,6 +64,18 @@ function masterCopy(p: Tensor): Tensor {
   }
 }
 
+/** The optimizer holding each parameter, so that clipGradNorm(params) finds the gradient it will apply. */
+const owners = new WeakMap<Tensor, Optimizer<BaseOptions>>();
+
+/**
+ * The gradient the optimizer holding `p` will apply: its float32 master
+ * gradient once prepared (by GradScaler.unscale, say), else `p.grad`, from
+ * which the master gradient will be copied.
+ */
+export function appliedGradient(p: Tensor): Tensor | null {
+  return owners.get(p)?.appliedGradient(p) ?? p.grad;
+}
+
 export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimizer {
   readonly paramGroups: ParamGroup<O>[] = [];
   private prepared = false;
@@ -73,7 +86,8 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
     readonly type: string,
     params: readonly Tensor[] | readonly ParamGroupSpec<O>[],
     readonly defaults: O,
-    private readonly stateNames: readonly string[],
+    /** Per-parameter state: `element` tensors of the parameter's shape, `scalar` 1-element tensors. */
+    states: { element: readonly string[]; scalar?: readonly string[] },
     opts: OptimizerOptions = {},
   ) {
     const specs: ParamGroupSpec<O>[] = params.length > 0 && params[0] instanceof Tensor
@@ -89,6 +103,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         if (seen.has(p)) throw new OptimizerError(`${type}: parameter ${p.describe()} appears in more than one group`);
         if (!p.requiresGrad) throw new OptimizerError(`${type}: parameter ${p.describe()} does not require grad`);
         seen.add(p);
+        owners.set(p, this as unknown as Optimizer<BaseOptions>);
       }
       const options = { ...defaults, ...(overrides as unknown as Partial<O>) };
       this.validate(options);
@@ -100,9 +115,12 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         step: keep(full([], 0, { backend: ps[0]!.backend })),
         // States are float32 when there is a master copy (or the parameter is float32); a 16-bit
         // parameter without master weights keeps its states in its own dtype, as PyTorch would.
-        state: ps.map((p, i) => new Map(this.stateNames.map((n) => [n, keep(full(p.shape, 0, {
-          backend: p.backend, dtype: master[i] || !is16Bit(p) ? 'float32' : p.dtype,
-        }))] as const))),
+        state: ps.map((p, i) => new Map([
+          ...states.element.map((n) => [n, keep(full(p.shape, 0, {
+            backend: p.backend, dtype: master[i] || !is16Bit(p) ? 'float32' : p.dtype,
+          }))] as const),
+          ...(states.scalar ?? []).map((n) => [n, keep(full([], 0, { backend: p.backend }))] as const),
+        ])),
         master,
         masterGrad: ps.map((p) => (useMaster && is16Bit(p) ? keep(full(p.shape, 0, { backend: p.backend })) : null)),
       });
@@ -110,12 +128,28 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
   }
 
   protected abstract validate(options: O): void;
-  /** Runs the multi-tensor kernel for one group. */
-  protected abstract update(group: OptimizerGroup, options: O): void;
+  /** The update rule for a group with these options: slots param, grad and the element states; scalars step and foundInf. */
+  protected abstract rule(options: O): UpdateRule;
+  /** The rule's hyperparameters for these options. */
+  protected abstract hypers(options: O): Record<string, number>;
 
   /** Every parameter, in group order (the indices used by stateDict). */
   get params(): Tensor[] {
     return this.paramGroups.flatMap((g) => g.params);
+  }
+
+  /**
+   * Random numbers drawn so far by stochastic rounding, or null when it is off.
+   * Checkpoints keep it, so that a resumed run draws the same numbers.
+   */
+  get stochasticRoundingCounter(): number | null {
+    return this.srSeed === null ? null : this.srCounter;
+  }
+
+  set stochasticRoundingCounter(n: number | null) {
+    if (this.srSeed === null || n === null) return;
+    if (!Number.isSafeInteger(n) || n < 0) throw new OptimizerError(`stochasticRoundingCounter must be a non-negative integer, got ${n}`);
+    this.srCounter = n;
   }
 
   setLr(lr: number): void {
@@ -143,27 +177,36 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
     return out;
   }
 
+  /** See the function appliedGradient. */
+  appliedGradient(p: Tensor): Tensor | null {
+    if (!p.grad) return null;
+    for (const g of this.paramGroups) {
+      const i = g.params.indexOf(p);
+      if (i >= 0) return (this.prepared && g.masterGrad[i]) || p.grad;
+    }
+    return p.grad;
+  }
+
   /** Updates every parameter that has a gradient; with `foundInf` nonzero the step is skipped on the device. */
   step(opts: { foundInf?: Tensor } = {}): void {
     this.prepareGradients();
     for (const g of this.paramGroups) {
       const idx = g.params.map((p, i) => (p.grad ? i : -1)).filter((i) => i >= 0);
       if (idx.length === 0) continue;
-      const views = (f: (i: number) => Tensor | null | undefined): View[] => idx.map((i) => f(i)!.view);
       const hasMaster = idx.some((i) => g.master[i]);
-      const first = this.stateNames[0], second = this.stateNames[1];
       const sizes = idx.reduce((a, i) => a + g.params[i]!.size, 0);
-      const group: OptimizerGroup = {
-        params: views((i) => g.params[i]),
-        grads: views((i) => g.masterGrad[i] ?? g.params[i]!.grad),
-        state0: first ? views((i) => g.state[i]!.get(first)) : [],
-        state1: second ? views((i) => g.state[i]!.get(second)) : [],
-        master: hasMaster ? idx.map((i) => (g.master[i] ?? g.params[i]!).view) : undefined,
-        step: g.step.view,
-        foundInf: opts.foundInf?.view,
+      const call: UpdateCall = {
+        hypers: this.hypers(g.options),
+        scalars: { step: g.step.view, ...(opts.foundInf ? { foundInf: opts.foundInf.view } : {}) },
+        tensors: idx.map((i) => {
+          const views = { param: g.params[i]!.view, grad: (g.masterGrad[i] ?? g.params[i]!.grad!).view };
+          for (const [n, t] of g.state[i]!) Object.assign(views, { [n]: t.view });
+          return views;
+        }),
+        master: hasMaster ? idx.map((i) => g.master[i]?.view ?? null) : undefined,
         stochasticRounding: this.srSeed !== null && hasMaster ? { key: streamFor(this.srSeed), start: (this.srCounter += sizes) - sizes } : undefined,
       };
-      this.update(group, g.options);
+      g.step.backend.update(this.rule(g.options), call);
     }
     this.prepared = false;
   }
@@ -242,6 +285,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
 
   /** Releases the optimizer's state on the backend. */
   dispose(): void {
+    for (const p of this.params) if (owners.get(p) === (this as unknown)) owners.delete(p);
     for (const g of this.paramGroups) {
       g.step.dispose();
       for (const m of g.state) for (const t of m.values()) t.dispose();

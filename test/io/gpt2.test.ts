@@ -7,7 +7,7 @@ import '../../src/autograd/backward.js';
 import { CpuBackend } from '../../src/backend/cpu/backend.js';
 import { decodeBFloat16, decodeFloat16, encodeBFloat16, encodeFloat16 } from '../../src/dtype/codec.js';
 import {
-  CONFIG_FILE, GPT2CheckpointError, WEIGHTS_FILE, loadGPT2, parseGPT2Config, saveGPT2,
+  CONFIG_FILE, GPT2CheckpointError, WEIGHTS_FILE, gpt2ConfigJson, loadGPT2, parseGPT2Config, saveGPT2,
 } from '../../src/io/gpt2.js';
 import { SafetensorsError, SafetensorsReader, writeSafetensors, type RawTensor, type WritableTensor } from '../../src/io/safetensors.js';
 import { GPT, type GPTConfig } from '../../src/nn/gpt.js';
@@ -289,6 +289,16 @@ describe('loadGPT2: malformed directories', () => {
     await assertFails(dir, CONFIG_FILE, ['is not a JSON object']);
     await rm(join(dir, CONFIG_FILE));
     await assertFails(dir, CONFIG_FILE, ['cannot be read']);
+  });
+
+  it('attn_pdrop is the attention-probability dropout: read into attnDropout, written back, overridden with the other dropouts', async () => {
+    const dir = await variant(() => {}, (j) => { j.resid_pdrop = 0.1; j.attn_pdrop = 0.25; });
+    const model = await loadGPT2(dir);
+    assert.deepEqual([model.config.dropout, model.config.attnDropout], [0.1, 0.25]);
+    assert.equal(gpt2ConfigJson(model.config).attn_pdrop, 0.25);
+    const overridden = await loadGPT2(dir, { dropout: 0 });
+    assert.deepEqual([overridden.config.dropout, overridden.config.attnDropout], [0, 0]);
+    await assertFails(await variant(() => {}, (j) => { j.attn_pdrop = 1; }), CONFIG_FILE, ["'attn_pdrop'"]);
   });
 
   it('ignores unknown config keys and accepts n_inner = 4 n_embd and gelu_pytorch_tanh', async () => {

@@ -243,6 +243,26 @@ describe('GPT dropout', () => {
     loss!.backward();
     assert.ok(a.parameters().every((p) => p.grad && host(p.grad).every(Number.isFinite)));
   });
+
+  it('drops attention probabilities too (nanoGPT attn_dropout): a training forward draws one number per element of each dropout', () => {
+    const [B, T] = x.shape as [number, number];
+    const { nEmbd: C, nHead: H, nLayer: L } = cfg;
+    const drawn = (config: GPTConfig) => {
+      const m = new GPT(config, { seed: 1 });
+      const before = m.generator.offset;
+      m.forward(x, y);
+      return m.generator.offset - before;
+    };
+    // Embeddings, then per layer: the attention probabilities (B x H x T x T), the attention output, the MLP output.
+    assert.equal(drawn(cfg), B * T * C + L * (B * H * T * T + 2 * B * T * C));
+    assert.equal(drawn({ ...cfg, attnDropout: 0 }), B * T * C + L * 2 * B * T * C, 'attnDropout 0: the fused kernel, nothing drawn for it');
+    assert.equal(drawn({ ...cfg, dropout: 0, attnDropout: 0.1 }), L * B * H * T * T, 'attention dropout alone');
+  });
+
+  it('attnDropout defaults to dropout and is validated', () => {
+    assert.equal(new GPT(cfg).config.attnDropout, 0.2);
+    assert.throws(() => new GPT({ ...cfg, attnDropout: 1 }), (e: Error) => e instanceof GPTConfigError && /attnDropout must be in \[0, 1\), got 1/.test(e.message));
+  });
 });
 
 describe('GPT under autocast', () => {

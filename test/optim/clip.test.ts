@@ -30,3 +30,27 @@ test('clipGradNorm checks its arguments', () => {
   assert.throws(() => mp.clipGradNorm([a], 1), /no gradients/);
   assert.throws(() => mp.clipGradNorm([a], 0), /maxNorm must be positive/);
 });
+
+test('clipGradNorm(parameters) after GradScaler.unscale with master weights clips the master gradients, as clipGradNorm(optimizer) does', async () => {
+  const run = async (clip: 'params' | 'optimizer' | 'none') => {
+    const p = mp.tensor([0.5, -2, 3, 1.25], { dtype: 'float16', requiresGrad: true });
+    const opt = new mp.SGD([p], { lr: 0.1 });
+    const scaler = new mp.GradScaler({ initScale: 1024 });
+    mp.tidy(() => scaler.scale(mp.sum(mp.mul(p, p))).backward());
+    scaler.unscale(opt);
+    const norm = clip === 'params' ? mp.clipGradNorm([p], 0.5) : clip === 'optimizer' ? mp.clipGradNorm(opt, 0.5) : null;
+    const normValue = norm ? await norm.item() : null;
+    scaler.step(opt);
+    scaler.update();
+    const sd = await opt.stateDict();
+    const out = { norm: normValue, param: [...p.toArraySync()], master: [...sd.state[0]!.master!] };
+    opt.dispose();
+    scaler.dispose();
+    return out;
+  };
+  const viaParams = await run('params'), viaOptimizer = await run('optimizer'), unclipped = await run('none');
+  // The norm of the unscaled gradient 2p, not of the 16-bit gradient still scaled by 1024.
+  assert.ok(Math.abs(viaParams.norm! - 2 * Math.hypot(0.5, -2, 3, 1.25)) < 1e-5, `norm ${viaParams.norm}`);
+  assert.deepEqual(viaParams, viaOptimizer);
+  assert.notDeepEqual(viaParams.master, unclipped.master, 'clipping changed the update');
+});

@@ -92,9 +92,5 @@ export class CpuBackend implements Backend {
   attention = nn.attention;
   attentionBackward = nn.attentionBackward;
   sumOfSquares = optim.sumOfSquares;
-  scaleInPlace = optim.scaleInPlace;
-  unscaleAndCheck = optim.unscaleAndCheck;
-  updateScale = optim.updateScale;
-  adamw = optim.adamw;
-  sgd = optim.sgd;
+  update = optim.update;
 }

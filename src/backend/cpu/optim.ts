@@ -1,19 +1,24 @@
-// Multi-tensor kernels of the CPU backend: loss-scale bookkeeping, norms and
-// optimizer updates over every tensor of a group in one call.
+// Multi-tensor kernels of the CPU backend: the sum of squares for gradient
+// clipping, and update rules (update-rule.ts), each compiled once into a
+// JavaScript loop that computes in float64 and stores every updated value
+// rounded to its slot's dtype.
 
 import { float32BitsToBFloat16Bits, float32Bits } from '../../dtype/codec.js';
 import { randomBits } from '../random.js';
-import type { AdamWHyper, OptimizerGroup, SGDHyper, View } from '../backend.js';
-import { inout, output, raw, values } from './arrays.js';
+import type { View } from '../backend.js';
+import { HOST_OPS, checkCall, evaluate, namesIn, ruleKey, type Expr, type UpdateCall, type UpdateRule } from '../update-rule.js';
+import { inout, output, raw, values, type Num } from './arrays.js';
 
 function scalar(v: View): number {
   return values(v)[0]!;
 }
 
-function setScalar(v: View, x: number): void {
+/** Stores x rounded to the view's dtype and returns the stored value. */
+function setScalar(v: View, x: number): number {
   const o = output(v);
   o.arr[0] = x;
   o.commit();
+  return scalar(v);
 }
 
 export function sumOfSquares(views: readonly View[], out: View): void {
@@ -23,51 +28,6 @@ export function sumOfSquares(views: readonly View[], out: View): void {
     for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
   }
   setScalar(out, s);
-}
-
-export function scaleInPlace(views: readonly View[], scale: View): void {
-  const s = scalar(scale);
-  for (const v of views) {
-    const o = inout(v);
-    for (let i = 0; i < o.arr.length; i++) o.arr[i]! *= s;
-    o.commit();
-  }
-}
-
-export function unscaleAndCheck(views: readonly View[], invScale: View, foundInf: View): void {
-  const inv = scalar(invScale);
-  let found = scalar(foundInf) !== 0;
-  for (const v of views) {
-    const o = inout(v);
-    const x = o.arr;
-    for (let i = 0; i < x.length; i++) {
-      const g = x[i]!;
-      if (!Number.isFinite(g)) found = true;
-      x[i] = g * inv;
-    }
-    o.commit();
-  }
-  if (found) setScalar(foundInf, 1);
-}
-
-export function updateScale(
-  scale: View, growthTracker: View, foundInf: View,
-  growthFactor: number, backoffFactor: number, growthInterval: number,
-): void {
-  const s = scalar(scale);
-  if (scalar(foundInf) !== 0) {
-    setScalar(scale, s * backoffFactor);
-    setScalar(growthTracker, 0);
-    return;
-  }
-  const successful = scalar(growthTracker) + 1;
-  if (successful >= growthInterval) {
-    const grown = Math.fround(s * growthFactor);
-    if (Number.isFinite(grown)) setScalar(scale, grown);
-    setScalar(growthTracker, 0);
-  } else {
-    setScalar(growthTracker, successful);
-  }
 }
 
 /** Writes float32 master values into 16-bit parameters; bf16 may round stochastically (llm.c's rule). */
@@ -86,61 +46,79 @@ function writeBack(param: View, master: ArrayLike<number>, sr: { key: number; st
   o.commit();
 }
 
-/** Runs `update` on each parameter's float32 values (the master copy when there is one) and writes back. */
-function forEachParam(group: OptimizerGroup, update: (i: number, p: Float32Array | Float64Array, g: ArrayLike<number>) => void): void {
+/** One tensor's element loop: arrays in slot order, values of the other names, length; returns the raised flags (1 or 0). */
+type ElementLoop = (arrays: Num[], env: Readonly<Record<string, number>>, n: number) => number[];
+
+const JS_INFIX: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*', div: '/' };
+
+function jsExpr(e: Expr, ref: (name: string) => string): string {
+  if (typeof e === 'number') return Object.is(e, -0) ? '-0' : String(e);
+  if (typeof e === 'string') return ref(e);
+  const a = e.args.map((x) => jsExpr(x, ref));
+  const infix = JS_INFIX[e.op];
+  return infix ? `(${a[0]} ${infix} ${a[1]})` : `F.${e.op}(${a.join(', ')})`;
+}
+
+const loops = new Map<string, ElementLoop>();
+
+/** Compiles the rule's per-element formulas into one loop (JavaScript source, made once per rule structure). */
+function elementLoop(rule: UpdateRule): ElementLoop {
+  const key = ruleKey(rule);
+  let loop = loops.get(key);
+  if (loop) return loop;
+  const slot = new Map(rule.slots.map((s, i) => [s, i]));
+  const others = new Set<string>();
+  for (const [, e] of [...rule.updates, ...(rule.raise ?? [])]) for (const n of namesIn(e)) if (!slot.has(n)) others.add(n);
+  const names = [...others];
+  const ref = (n: string) => (slot.has(n) ? `v${slot.get(n)}` : `e${names.indexOf(n)}`);
+  const flags = rule.raise ?? [];
+  const src = `return function (A, E, n) {
+  ${rule.slots.map((_, i) => `const a${i} = A[${i}];`).join(' ')}
+  ${names.map((n, k) => `const e${k} = E[${JSON.stringify(n)}];`).join(' ')}
+  ${flags.map((_, k) => `let r${k} = 0;`).join(' ')}
+  for (let j = 0; j < n; j++) {
+    ${rule.slots.map((_, i) => `let v${i} = a${i}[j];`).join(' ')}
+    ${flags.map(([, c], k) => `if (${jsExpr(c, ref)} !== 0) r${k} = 1;`).join('\n    ')}
+    ${rule.updates.map(([s, e]) => `a${slot.get(s)}[j] = ${jsExpr(e, ref)}; v${slot.get(s)} = a${slot.get(s)}[j];`).join('\n    ')}
+  }
+  return [${flags.map((_, k) => `r${k}`).join(', ')}];
+};`;
+  loop = new Function('F', src)(HOST_OPS) as ElementLoop;
+  loops.set(key, loop);
+  return loop;
+}
+
+/** Applies the scalar assignments in order, storing each into its view; later ones read what was stored. */
+function assignScalars(assigns: readonly (readonly [string, Expr])[], views: Readonly<Record<string, View>>, env: Record<string, number>): void {
+  for (const [name, e] of assigns) env[name] = setScalar(views[name]!, evaluate(e, env));
+}
+
+export function update(rule: UpdateRule, call: UpdateCall): void {
+  checkCall(rule, call);
+  const env: Record<string, number> = { ...call.hypers };
+  for (const [name, v] of Object.entries(call.scalars)) env[name] = scalar(v);
+  if (rule.skipIf && call.scalars[rule.skipIf] && env[rule.skipIf] !== 0) return;
+  assignScalars(rule.scalarUpdates ?? [], call.scalars, env);
+  const updated = new Set(rule.updates.map(([s]) => s));
+  const loop = elementLoop(rule);
+  const raised = (rule.raise ?? []).map(() => 0);
   let offset = 0;
-  group.params.forEach((param, i) => {
-    const target = group.master ? group.master[i]! : param;
-    const o = inout(target);
-    update(i, o.arr as Float32Array | Float64Array, values(group.grads[i]!));
-    o.commit();
-    if (group.master) writeBack(param, o.arr, group.stochasticRounding, offset);
-    offset += param.size;
+  call.tensors.forEach((t, i) => {
+    const tenv = { ...env, ...call.tensorHypers?.[i] };
+    for (const name of rule.tensorScalars ?? []) tenv[name] = scalar(t[name]!);
+    assignScalars(rule.tensorScalarUpdates ?? [], t, tenv);
+    const master = call.master?.[i] ?? null;
+    const outs = rule.slots.map((s, k) => {
+      const v = k === 0 && master ? master : t[s]!;
+      return updated.has(s) ? inout(v) : { arr: values(v), commit: () => {} };
+    });
+    const n = t[rule.slots[0]!]!.size;
+    loop(outs.map((o) => o.arr), tenv, n).forEach((r, k) => { raised[k] ||= r; });
+    for (const o of outs) o.commit();
+    if (master) writeBack(t[rule.slots[0]!]!, outs[0]!.arr, call.stochasticRounding, offset);
+    offset += n;
   });
-}
-
-/** True when the step must be skipped; otherwise advances the step counter and returns false. */
-function skipOrAdvance(group: OptimizerGroup): boolean {
-  if (group.foundInf && scalar(group.foundInf) !== 0) return true;
-  setScalar(group.step, scalar(group.step) + 1);
-  return false;
-}
-
-export function adamw(group: OptimizerGroup, h: AdamWHyper): void {
-  if (skipOrAdvance(group)) return;
-  const t = scalar(group.step);
-  const bc1 = 1 - h.beta1 ** t, bc2 = 1 - h.beta2 ** t;
-  const stepSize = h.lr / bc1, bc2Sqrt = Math.sqrt(bc2);
-  forEachParam(group, (i, p, g) => {
-    const m = inout(group.state0[i]!), v = inout(group.state1[i]!);
-    const decay = 1 - h.lr * h.weightDecay[i]!;
-    for (let j = 0; j < p.length; j++) {
-      const gj = g[j]!;
-      const mj = h.beta1 * m.arr[j]! + (1 - h.beta1) * gj;
-      const vj = h.beta2 * v.arr[j]! + (1 - h.beta2) * gj * gj;
-      m.arr[j] = mj;
-      v.arr[j] = vj;
-      p[j] = p[j]! * decay - stepSize * m.arr[j]! / (Math.sqrt(v.arr[j]!) / bc2Sqrt + h.eps);
-    }
-    m.commit(); v.commit();
-  });
-}
-
-export function sgd(group: OptimizerGroup, h: SGDHyper): void {
-  const first = scalar(group.step) === 0;
-  if (skipOrAdvance(group)) return;
-  forEachParam(group, (i, p, g) => {
-    const wd = h.weightDecay[i]!;
-    const buf = h.momentum !== 0 ? inout(group.state0[i]!) : null;
-    for (let j = 0; j < p.length; j++) {
-      let d = g[j]! + wd * p[j]!;
-      if (buf) {
-        const b = first ? d : h.momentum * buf.arr[j]! + (1 - h.dampening) * d;
-        buf.arr[j] = b;
-        d = h.nesterov ? d + h.momentum * buf.arr[j]! : buf.arr[j]!;
-      }
-      p[j] = p[j]! - h.lr * d;
-    }
-    buf?.commit();
+  (rule.raise ?? []).forEach(([flag], k) => {
+    if (raised[k]) setScalar(call.scalars[flag]!, 1);
   });
 }

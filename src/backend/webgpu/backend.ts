@@ -14,11 +14,12 @@ import {
 } from '../../dtype/codec.js';
 import {
   BackendError, contiguousStrides,
-  type AdamWHyper, type AttentionSpec, type Backend, type BinaryOp, type Buf, type HeadLayout, type HostArray,
-  type MatmulSpec, type MemoryInfo, type OptimizerGroup, type RawArray, type ReduceOp, type SGDHyper, type Strided,
+  type AttentionSpec, type Backend, type BinaryOp, type Buf, type HeadLayout, type HostArray,
+  type MatmulSpec, type MemoryInfo, type RawArray, type ReduceOp, type Strided,
   type UnaryOp, type View,
 } from '../backend.js';
 import { registerBackend } from '../registry.js';
+import type { UpdateCall, UpdateRule } from '../update-rule.js';
 import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js';
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
@@ -383,36 +384,8 @@ export class WebGPUBackend implements Backend {
     optim.sumOfSquares(this.rt, views, out);
   }
 
-  scaleInPlace(views: readonly View[], scale: View): void {
-    for (const v of optim.mergeAdjacent(views)) {
-      ew.elementwise(this.rt, {
-        key: 'scaleInPlace', out: contiguous1(v), shape: [v.size], inputs: [{ name: 'x', src: contiguous1(v) }],
-        aux: [{ name: 's', view: scale }], body: 'return x * load_s(P.o_s);',
-      });
-    }
-  }
-
-  unscaleAndCheck(views: readonly View[], invScale: View, foundInf: View): void {
-    if (foundInf.dtype !== 'float32') throw new BackendError(`webgpu: unscaleAndCheck needs a float32 foundInf flag, got ${foundInf.dtype}`);
-    for (const v of optim.mergeAdjacent(views)) {
-      ew.elementwise(this.rt, {
-        key: 'unscaleAndCheck', out: contiguous1(v), shape: [v.size], inputs: [{ name: 'x', src: contiguous1(v) }],
-        aux: [{ name: 'inv', view: invScale }, { name: 'found', view: foundInf, access: 'read_write', mode: 'atomic' }],
-        body: 'if (!is_finite(x)) { raise_found(P.o_found); }\n  return x * load_inv(P.o_inv);',
-      });
-    }
-  }
-
-  updateScale(scale: View, growthTracker: View, foundInf: View, growthFactor: number, backoffFactor: number, growthInterval: number): void {
-    optim.updateScale(this.rt, scale, growthTracker, foundInf, growthFactor, backoffFactor, growthInterval);
-  }
-
-  adamw(group: OptimizerGroup, hyper: AdamWHyper): void {
-    optim.adamw(this.rt, group, hyper);
-  }
-
-  sgd(group: OptimizerGroup, hyper: SGDHyper): void {
-    optim.sgd(this.rt, group, hyper);
+  update(rule: UpdateRule, call: UpdateCall): void {
+    optim.update(this.rt, rule, call);
   }
 }
 

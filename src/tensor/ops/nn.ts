@@ -6,8 +6,10 @@ import { Generator } from '../../backend/random.js';
 import { float32Output, lowerPrecision } from '../dispatch.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
-import { Tensor, needsGrad, record } from '../tensor.js';
-import { transpose } from './shape.js';
+import { Tensor, needsGrad, record, tidy } from '../tensor.js';
+import { mul } from './elementwise.js';
+import { matmul } from './linalg.js';
+import { permute, reshape, slice, transpose } from './shape.js';
 
 /** Dtype of saved statistics (mean, rstd, log-sum-exp): float32, or float64 for float64 inputs, as PyTorch's accumulate type. */
 function statDtype(x: Tensor): 'float32' | 'float64' {
@@ -234,23 +236,51 @@ export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, op
   return attentionCore('scaledDotProductAttention', [q, k, v], q, k, v, { q: lay(T), k: lay(S), v: lay(S), o: lay(T) }, spec, [B, H, T, d], false);
 }
 
+export interface SelfAttentionOptions {
+  /** Probability of zeroing each attention probability while training (nanoGPT's attn_dropout; default 0). */
+  dropout?: number;
+  /** Draws the dropout mask (default: the generator that manualSeed sets). */
+  generator?: Generator;
+}
+
 /**
  * Causal self-attention straight from a fused projection qkv [B, T, 3C]
  * (q, k, v side by side, heads of C/nHead columns each) to y [B, T, C], with
- * heads already concatenated: no split, permute or merge copies.
+ * heads already concatenated: no split, permute or merge copies. With
+ * `dropout` > 0 the probabilities are dropped as nanoGPT does, through the
+ * explicit form (the fused kernel never holds them).
  */
-export function causalSelfAttention(qkv0: Tensor, nHead: number): Tensor {
+export function causalSelfAttention(qkv0: Tensor, nHead: number, opts: SelfAttentionOptions = {}): Tensor {
   requireFloat('causalSelfAttention', qkv0);
+  const p = opts.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new TensorError(`causalSelfAttention: dropout must be in [0, 1), got ${p}`);
   const [qkv] = lowerPrecision(qkv0);
   if (qkv.ndim !== 3 || qkv.shape[2]! % (3 * nHead) !== 0) {
     throw new ShapeError(`causalSelfAttention: expected [batch, time, 3 * channels] with channels divisible by ${nHead} heads, got ${fmtShape(qkv.shape)}`);
   }
+  if (p > 0) return attentionWithDropout(qkv, nHead, p, opts.generator);
   const [B, T, C3] = qkv.shape as [number, number, number];
   const C = C3 / 3, d = C / nHead;
   const inL = (part: number): HeadLayout => ({ offset: part * C, sB: T * C3, sH: d, sT: C3 });
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('causalSelfAttention', [qkv], qkv, qkv, qkv,
     { q: inL(0), k: inL(1), v: inL(2), o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], true);
+}
+
+/**
+ * nanoGPT's attention without flash attention: the [B, H, T, T] probabilities
+ * are materialised and dropped with probability p, then multiply v. Under
+ * autocast the scores are 16-bit, softmax and dropout float32, as in PyTorch.
+ */
+function attentionWithDropout(qkv: Tensor, nHead: number, p: number, generator?: Generator): Tensor {
+  const [B, T, C3] = qkv.shape as [number, number, number];
+  const C = C3 / 3, d = C / nHead;
+  return tidy(() => {
+    const heads = (part: number) => permute(reshape(slice(qkv, 2, part * C, (part + 1) * C), [B, T, nHead, d]), [0, 2, 1, 3]);
+    const scores = mul(matmul(heads(0), transpose(heads(1), -2, -1)), 1 / Math.sqrt(d));
+    const probs = dropout(softmax(causalMask(scores)), p, { generator });
+    return reshape(permute(matmul(probs, heads(2)), [0, 2, 1, 3]), [B, T, C]);
+  });
 }
 
 /**

@@ -246,6 +246,30 @@ describe('webgpu backend', { skip }, () => {
     assert.ok(Math.abs(gg.loss - c.loss) < 1e-5 * Math.abs(c.loss), `loss ${gg.loss} vs ${c.loss}`);
     gg.grads.forEach((grad, i) => assertCloseArrays(grad, c.grads[i]!, { rtol: 1e-4, atol: 1e-6 }, `grad ${i}`));
   });
+
+  test('causalSelfAttention with dropout on the probabilities (explicit form) drops the same ones as on the CPU, forward and backward, float32 and under fp16 autocast', async () => {
+    const gpu = webgpu();
+    const [B, T, C, H] = [2, 8, 12, 3];
+    for (const dtype of ['float32', 'float16'] as const) {
+      const run = async (backend: mp.Backend) => {
+        const qkv = mp.tensor(normal(B * T * 3 * C, 11), { backend, shape: [B, T, 3 * C], requiresGrad: true });
+        const generator = new mp.Generator(9);
+        const y = mp.autocast({ dtype: 'float16', enabled: dtype === 'float16' }, () => mp.causalSelfAttention(qkv, H, { dropout: 0.1, generator }));
+        const r = mp.tensor(normal(B * T * C, 12), { backend, shape: [B, T, C] });
+        const loss = mp.sum(mp.mul(y, r));
+        loss.backward();
+        const out = { y: await y.toArray(), grad: await qkv.grad!.toArray(), drawn: generator.offset };
+        for (const t of [qkv, y, r, loss]) t.dispose();
+        return out;
+      };
+      const c = await run(cpu), g = await run(gpu);
+      assert.equal(g.drawn, B * H * T * T);
+      assert.equal(c.drawn, g.drawn);
+      const tol = dtype === 'float16' ? { rtol: rtolFor('float16'), atol: 2e-3 } : { rtol: 1e-5, atol: 1e-6 };
+      assertCloseArrays(g.y, c.y, tol, `${dtype} output`);
+      assertCloseArrays(g.grad, c.grad, tol, `${dtype} gradient`);
+    }
+  });
 });
 
 function up(b: mp.Backend, dtype: DType, data: number[], pad = 0): View {

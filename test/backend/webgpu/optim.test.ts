@@ -1,16 +1,63 @@
-// AdamW and SGD of the WebGPU backend against the CPU backend: float32
-// parameters, 16-bit parameters with float32 master weights (and bf16
-// stochastic rounding, bit-identical), steps skipped on the device by the
-// GradScaler's flag, the step counter advanced only by steps taken.
+// Update rules on the WebGPU backend against the CPU backend: AdamW and SGD
+// with float32 parameters, 16-bit parameters with float32 master weights (and
+// bf16 stochastic rounding, bit-identical), steps skipped on the device by the
+// GradScaler's flag, the step counter advanced only by steps taken; SGD's
+// per-parameter first step; gradient scaling, unscaling with the correctly
+// rounded reciprocal of the scale, and the loss-scale rule.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Backend, OptimizerGroup, View } from '../../../src/backend/backend.js';
+import type { Backend, View } from '../../../src/backend/backend.js';
+import type { KernelSource } from '../../../src/backend/webgpu/runtime.js';
+import { WGSL_RULE_HELPERS } from '../../../src/backend/webgpu/kernels/rule-wgsl.js';
+import { UNSCALE_RULE, UPDATE_SCALE_RULE } from '../../../src/amp/loss-scale-rules.js';
+import { ADAMW_RULE } from '../../../src/optim/adamw.js';
+import { SCALE_RULE } from '../../../src/optim/clip.js';
+import { sgdRule } from '../../../src/optim/sgd.js';
 import type { DType } from '../../../src/dtype/dtype.js';
-import { collect, compare, compareBits, cpu, normal, rtolFor, skip, webgpu, whole } from './helpers.js';
+import { FLOATS, both, bothEmpty, collect, compare, compareBits, cpu, normal, rtolFor, skip, webgpu, whole } from './helpers.js';
 
 interface Tensors {
   params: View[]; grads: View[]; m: View[]; v: View[]; master?: View[]; step: View; found: View;
+  /** SGD's per-parameter momentum_step. */
+  ms: View[];
+}
+
+/** The tensors of one parameter group (the optimizer's view of it). */
+interface Group {
+  params: readonly View[]; grads: readonly View[]; state0: readonly View[]; state1: readonly View[]; ms: readonly View[];
+  master?: readonly View[]; step: View; foundInf?: View; stochasticRounding?: { key: number; start: number };
+}
+
+function scaleInPlace(b: Backend, views: readonly View[], coef: View): void {
+  b.update(SCALE_RULE, { hypers: {}, scalars: { coef }, tensors: views.map((grad) => ({ grad })) });
+}
+
+function unscaleAndCheck(b: Backend, views: readonly View[], scale: View, foundInf: View): void {
+  b.update(UNSCALE_RULE, { hypers: {}, scalars: { scale, foundInf }, tensors: views.map((grad) => ({ grad })) });
+}
+
+function updateScale(b: Backend, scale: View, growthTracker: View, foundInf: View, growthFactor: number, backoffFactor: number, growthInterval: number): void {
+  b.update(UPDATE_SCALE_RULE, { hypers: { growthFactor, backoffFactor, growthInterval }, scalars: { scale, growthTracker, foundInf }, tensors: [] });
+}
+
+const hyperPerTensor = (wd: readonly number[]) => wd.map((weightDecay) => ({ weightDecay }));
+const scalarsOf = (g: Group) => ({ step: g.step, ...(g.foundInf ? { foundInf: g.foundInf } : {}) });
+
+function adamw(b: Backend, g: Group, h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: readonly number[] }): void {
+  b.update(ADAMW_RULE, {
+    hypers: { lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: 0 }, tensorHypers: hyperPerTensor(h.weightDecay),
+    scalars: scalarsOf(g), master: g.master, stochasticRounding: g.stochasticRounding,
+    tensors: g.params.map((param, i) => ({ param, grad: g.grads[i]!, exp_avg: g.state0[i]!, exp_avg_sq: g.state1[i]! })),
+  });
+}
+
+function sgd(b: Backend, g: Group, h: { lr: number; momentum: number; dampening: number; nesterov: boolean; weightDecay: readonly number[] }): void {
+  b.update(sgdRule(h.momentum !== 0, h.nesterov), {
+    hypers: { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: 0 }, tensorHypers: hyperPerTensor(h.weightDecay),
+    scalars: scalarsOf(g), master: g.master, stochasticRounding: g.stochasticRounding,
+    tensors: g.params.map((param, i) => ({ param, grad: g.grads[i]!, momentum_buffer: g.state0[i]!, momentum_step: g.ms[i]! })),
+  });
 }
 
 /**
@@ -40,12 +87,13 @@ function setup(b: Backend, dtype: DType, withMaster: boolean): Tensors {
   const m = sizes.map((n, i) => up('float32', normal(n, 30 + i, 0.01), aligned(i, i % 2)));
   const v = sizes.map((n, i) => up('float32', normal(n, 40 + i, 0.01).map(Math.abs), 0));
   const master = withMaster ? init.map((x, i) => up('float32', x, aligned(i, (i + 1) % 2))) : undefined;
-  return { params, grads, m, v, master, step: up('float32', [0]), found: up('float32', [0]) };
+  const ms = sizes.map(() => up('float32', [0]));
+  return { params, grads, m, v, master, step: up('float32', [0]), found: up('float32', [0]), ms };
 }
 
-function group(t: Tensors, sr?: { key: number; start: number }): OptimizerGroup {
+function group(t: Tensors, sr?: { key: number; start: number }): Group {
   return {
-    params: t.params, grads: t.grads, state0: t.m, state1: t.v, master: t.master,
+    params: t.params, grads: t.grads, state0: t.m, state1: t.v, master: t.master, ms: t.ms,
     step: t.step, foundInf: t.found, stochasticRounding: sr,
   };
 }
@@ -75,8 +123,8 @@ describe('webgpu optimizers', { skip }, () => {
         const skipStep = s === 2;
         webgpu().write(g.found, [skipStep ? 1 : 0]);
         cpu.write(c.found, [skipStep ? 1 : 0]);
-        webgpu().adamw(group(g), hyper);
-        cpu.adamw(group(c), hyper);
+        adamw(webgpu(), group(g), hyper);
+        adamw(cpu, group(c), hyper);
       }
       await compareAll(g, c, dtype, `adamw ${dtype} master=${master}`, check);
       assert.equal((await webgpu().read(g.step))[0], 3, 'three steps taken, one skipped');
@@ -88,8 +136,8 @@ describe('webgpu optimizers', { skip }, () => {
     const hyper = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: [0.1, 0.1, 0, 0.05] };
     for (let s = 0; s < 3; s++) {
       const sr = { key: 0x1234567 + s, start: 2 ** 32 - 40 + s * 100 };
-      webgpu().adamw(group(g, sr), hyper);
-      cpu.adamw(group(c, sr), hyper);
+      adamw(webgpu(), group(g, sr), hyper);
+      adamw(cpu, group(c, sr), hyper);
     }
     // Bits of the parameters agree where the masters agree bit for bit; compare masters closely and
     // parameters exactly when computed from the same master.
@@ -99,8 +147,8 @@ describe('webgpu optimizers', { skip }, () => {
     masters.forEach((m, i) => webgpu().write(g.master![i]!, m));
     const still = { ...hyper, lr: 0, weightDecay: [0, 0, 0, 0] };
     const sr = { key: 99, start: 7 };
-    webgpu().adamw(group(g, sr), still);
-    cpu.adamw(group(c, sr), still);
+    adamw(webgpu(), group(g, sr), still);
+    adamw(cpu, group(c, sr), still);
     for (let i = 0; i < 4; i++) await compareBits(whole(g.params[i]!), whole(c.params[i]!), `stochastically rounded param ${i}`);
   });
 
@@ -117,8 +165,8 @@ describe('webgpu optimizers', { skip }, () => {
         for (let s = 0; s < 3; s++) {
           webgpu().write(g.found, [s === 1 ? 1 : 0]);
           cpu.write(c.found, [s === 1 ? 1 : 0]);
-          webgpu().sgd(group(g), hyper);
-          cpu.sgd(group(c), hyper);
+          sgd(webgpu(), group(g), hyper);
+          sgd(cpu, group(c), hyper);
         }
         const what = `sgd ${dtype} master=${master} ${JSON.stringify(opts)}`;
         g.v = []; c.v = [];
@@ -127,11 +175,158 @@ describe('webgpu optimizers', { skip }, () => {
     }
   }));
 
+  test('SGD: a parameter whose first gradient comes on a later step starts its momentum buffer then (per-parameter first step)', () => collect(async (check) => {
+    for (const [dtype, master] of [['float32', false], ['bfloat16', true]] as const) {
+      const g = setup(webgpu(), dtype, master), c = setup(cpu, dtype, master);
+      const hyper = { lr: 0.05, momentum: 0.9, dampening: 0.3, nesterov: false, weightDecay: [0.01, 0, 0.1, 0.02] };
+      // Parameters 2 and 3 have no gradient on the first two steps.
+      const only = (grp: Group, n: number): Group => ({
+        ...grp, params: grp.params.slice(0, n), grads: grp.grads.slice(0, n), state0: grp.state0.slice(0, n), state1: [],
+        ms: grp.ms.slice(0, n), master: grp.master?.slice(0, n),
+      });
+      for (let s = 0; s < 4; s++) {
+        const n = s < 2 ? 2 : 4;
+        sgd(webgpu(), only(group(g), n), { ...hyper, weightDecay: hyper.weightDecay.slice(0, n) });
+        sgd(cpu, only(group(c), n), { ...hyper, weightDecay: hyper.weightDecay.slice(0, n) });
+      }
+      g.v = []; c.v = [];
+      await compareAll(g, c, dtype, `sgd late gradients ${dtype} master=${master}`, check);
+      for (let i = 0; i < 4; i++) await check(() => compareBits(g.ms[i]!, c.ms[i]!, `momentum_step ${i}`));
+      assert.deepEqual([...await webgpu().read(g.ms[2]!)], [3], 'parameter 2 started its buffer on step 3');
+    }
+  }));
+
+  test('new hyperparameter values reuse the compiled pipelines (they are uniforms)', async () => {
+    const g = setup(webgpu(), 'float32', false);
+    const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0.1, 0, 0.01, 0.1] };
+    adamw(webgpu(), group(g), hyper);
+    await webgpu().sync();
+    const pipelines = webgpu().rt.stats.pipelines;
+    for (const lr of [3e-4, 1e-2, 0.5]) adamw(webgpu(), group(g), { ...hyper, lr, beta2: 0.95, weightDecay: [lr, 0.2, 0, 0.3] });
+    await webgpu().sync();
+    assert.equal(webgpu().rt.stats.pipelines, pipelines);
+  });
+
   test('a group without a found-inf flag always steps', async () => {
     const g = setup(webgpu(), 'float32', false);
     const grp = { ...group(g), foundInf: undefined };
-    webgpu().adamw(grp, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0, 0, 0, 0] });
-    webgpu().adamw(grp, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0, 0, 0, 0] });
+    adamw(webgpu(), grp, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0, 0, 0, 0] });
+    adamw(webgpu(), grp, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: [0, 0, 0, 0] });
     assert.equal((await webgpu().read(g.step))[0], 2);
+  });
+
+  test('sumOfSquares, scaleInPlace, unscaleAndCheck over several views (adjacent ones merged)', async () => {
+    for (const dtype of FLOATS) {
+      const sizes = [5, 3000, 1, 70];
+      const bufData = normal(3100, 3, 1);
+      const [gbig, cbig] = both(dtype, bufData);
+      // Views 0 and 1 are adjacent in one buffer; the others are separate buffers.
+      const gviews: View[] = [{ ...gbig, size: 5 }, { ...gbig, offset: 5, size: 3000 }];
+      const cviews: View[] = [{ ...cbig, size: 5 }, { ...cbig, offset: 5, size: 3000 }];
+      for (const size of sizes.slice(2)) {
+        const [g, c] = both(dtype, normal(size, size), 1);
+        gviews.push(g); cviews.push(c);
+      }
+      const [gs, cs] = bothEmpty('float32', 1);
+      webgpu().sumOfSquares(gviews, gs);
+      cpu.sumOfSquares(cviews, cs);
+      await compare(gs, cs, { rtol: 1e-5 }, `sumOfSquares ${dtype}`);
+      const [gscale, cscale] = both('float32', [0.25]);
+      scaleInPlace(webgpu(), gviews, gscale);
+      scaleInPlace(cpu, cviews, cscale);
+      for (let i = 0; i < gviews.length; i++) await compareBits(whole(gviews[i]!), whole(cviews[i]!), `scaleInPlace ${dtype} view ${i}`);
+      const [ginv, cinv] = both('float32', [1024]);
+      const [gf, cf] = both('float32', [0]);
+      unscaleAndCheck(webgpu(), gviews, ginv, gf);
+      unscaleAndCheck(cpu, cviews, cinv, cf);
+      assert.equal((await webgpu().read(gf))[0], 0, 'no inf: flag stays 0');
+      for (let i = 0; i < gviews.length; i++) await compareBits(whole(gviews[i]!), whole(cviews[i]!), `unscale ${dtype} view ${i}`);
+      // One non-finite value anywhere raises the flag; other values are still unscaled.
+      for (const bad of [Infinity, NaN, -Infinity]) {
+        webgpu().write({ ...gviews[3]!, offset: gviews[3]!.offset + 17, size: 1 }, [bad]);
+        cpu.write({ ...cviews[3]!, offset: cviews[3]!.offset + 17, size: 1 }, [bad]);
+        webgpu().write(gf, [0]);
+        cpu.write(cf, [0]);
+        unscaleAndCheck(webgpu(), gviews, ginv, gf);
+        unscaleAndCheck(cpu, cviews, cinv, cf);
+        await compareBits(gf, cf, `found flag after ${bad}`);
+        assert.equal((await webgpu().read(gf))[0], 1);
+        for (let i = 0; i < gviews.length; i++) await compareBits(whole(gviews[i]!), whole(cviews[i]!), `unscale with ${bad} ${dtype} view ${i}`);
+      }
+    }
+  });
+
+  test('updateScale: growth after the interval, backoff on inf, bit-identical to the CPU', async () => {
+    const [gs, cs] = both('float32', [65536, 0, 0]);
+    const scale = (v: View): View => ({ ...v, size: 1 });
+    const tracker = (v: View): View => ({ ...v, offset: 1, size: 1 });
+    const found = (v: View): View => ({ ...v, offset: 2, size: 1 });
+    const seq = [0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0];
+    for (const f of seq) {
+      webgpu().write(found(gs), [f]);
+      cpu.write(found(cs), [f]);
+      updateScale(webgpu(), scale(gs), tracker(gs), found(gs), 2, 0.5, 3);
+      updateScale(cpu, scale(cs), tracker(cs), found(cs), 2, 0.5, 3);
+      await compareBits(gs, cs, `updateScale after found=${f}`);
+    }
+    // Growth to infinity is refused.
+    const [gm, cm] = both('float32', [3e38, 0, 0]);
+    updateScale(webgpu(), scale(gm), tracker(gm), found(gm), 2, 0.5, 1);
+    updateScale(cpu, scale(cm), tracker(cm), found(cm), 2, 0.5, 1);
+    await compareBits(gm, cm, 'updateScale at the top of float32');
+  });
+
+  test('unscale multiplies by the correctly rounded float32 reciprocal of the scale, bit-identical to the CPU', () => collect(async (check) => {
+    for (const s of [1000, 3, 65535, 2 ** 16 + 1, 0.7, 1e-30, 7, 12345.678]) {
+      const grads = normal(77, 5, 2);
+      const [gg, cg] = both('float32', grads, 1);
+      const [gs, cs] = both('float32', [s]);
+      const [gf, cf] = both('float32', [0]);
+      unscaleAndCheck(webgpu(), [gg], gs, gf);
+      unscaleAndCheck(cpu, [cg], cs, cf);
+      await check(() => compareBits(whole(gg), whole(cg), `unscale by ${s}`));
+    }
+  }));
+});
+
+describe('webgpu correctly rounded reciprocal', { skip }, () => {
+  test('recip_f gives Math.fround(1 / x) for scales that are not powers of two and the edge cases', async () => {
+    const bits: number[] = [];
+    // Random float32s over the whole exponent range, subnormals included, both signs.
+    let x = 0x12345678;
+    for (let i = 0; i < 4000; i++) {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      bits.push(x & 0x7fffffff ? x : 1, (x >>> 9) | 0x4b000000);
+    }
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const bitsOf = (v: number) => { f[0] = v; return u[0]!; };
+    // Powers of two, the subnormal-producing scales above 2^126, overflow from subnormal scales, zeros, infinities, NaN.
+    for (const v of [1, 2, 0.5, 2 ** 126, 2 ** 127, 1.5 * 2 ** 126, 3e38, 3.4028234663852886e38, 2 ** -126, 2 ** -127, 2 ** -149, 1e-45, 3e-39,
+      1.1754942e-38, 0, -0, Infinity, -Infinity, NaN, 65536, 1000, 3, -7, 0.1, 1 + 2 ** -23, 2 - 2 ** -23]) bits.push(bitsOf(v));
+    const n = bits.length;
+    const b = webgpu();
+    const input = b.alloc('float32', n), output = b.alloc('float32', n);
+    b.writeRaw({ buf: input, offset: 0, size: n, dtype: 'float32' }, new Float32Array(Uint32Array.from(bits).buffer));
+    const src: KernelSource = {
+      key: 'test recip_f', params: [['n', 'u32']],
+      body: `${WGSL_RULE_HELPERS}
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3u) {
+  if (gid.x >= P.n) { return; }
+  putbits_y(gid.x, bitcast<u32>(recip_f(bitcast<f32>(loadbits_x(gid.x)))));
+}`,
+    };
+    b.rt.dispatch(src, [{ name: 'x', buf: input, access: 'read' }, { name: 'y', buf: output, access: 'read_write' }], [n], [Math.ceil(n / 64)]);
+    const got = new Uint32Array(((await b.readRaw({ buf: output, offset: 0, size: n, dtype: 'float32' })) as Float32Array).buffer);
+    const wrong: string[] = [];
+    bits.forEach((xb, i) => {
+      u[0] = xb;
+      const expected = bitsOf(Math.fround(1 / f[0]!));
+      const isNaN = Number.isNaN(Math.fround(1 / (new Float32Array(Uint32Array.of(xb).buffer))[0]!));
+      if (isNaN ? (got[i]! & 0x7fffffff) <= 0x7f800000 : got[i] !== expected) wrong.push(`1/0x${xb.toString(16)}: 0x${got[i]!.toString(16)}, expected 0x${expected.toString(16)}`);
+    });
+    b.free(input);
+    b.free(output);
+    assert.deepEqual(wrong.slice(0, 8), [], `${wrong.length} of ${n} reciprocals differ`);
   });
 });

@@ -83,6 +83,11 @@ describe('masking, dropout and attention gradients (float64 finite differences)'
     checkAndDispose((qkv) => causalSelfAttention(qkv, 2), [randLeaf([2, 3, 12], 81)], 'causalSelfAttention');
     checkAndDispose((qkv) => causalSelfAttention(qkv, 1), [randLeaf([1, 4, 6], 82)], 'causalSelfAttention, one head');
   });
+
+  it('causalSelfAttention with dropout on the probabilities, the mask fixed by the generator state', () => {
+    const attend = (qkv: Tensor) => causalSelfAttention(qkv, 2, { dropout: 0.3, generator: new Generator(7, 100) });
+    checkAndDispose(attend, [randLeaf([2, 5, 12], 83)], 'causalSelfAttention, dropout 0.3');
+  });
 });
 
 describe('values', () => {
@@ -195,6 +200,25 @@ describe('values', () => {
     qkv.dispose();
   });
 
+  it('causalSelfAttention with dropout equals split heads + softmax + dropout of the probabilities (the same counters) + merge', () => {
+    const [B, T, C, H, p] = [2, 5, 6, 3, 0.3];
+    const qkv = randLeaf([B, T, 3 * C], 99, { grad: false });
+    const heads = (part: number) => permute(reshape(slice(qkv, 2, part * C, (part + 1) * C), [B, T, H, C / H]), [0, 2, 1, 3]);
+    const scores = mul(matmul(heads(0), transpose(heads(1), -2, -1)), 1 / Math.sqrt(C / H));
+    const probs = dropout(softmax(causalMask(scores)), p, { generator: new Generator(5) });
+    const want = host(reshape(permute(matmul(probs, heads(2)), [0, 2, 1, 3]), [B, T, C]));
+    const generator = new Generator(5);
+    const got = host(causalSelfAttention(qkv, H, { dropout: p, generator }));
+    got.forEach((x, i) => assert.ok(Math.abs(x - want[i]!) < 1e-12, `at ${i}: ${x} vs ${want[i]}`));
+    assert.equal(generator.offset, B * H * T * T, 'one number per attention probability');
+    const undropped = host(causalSelfAttention(qkv, H));
+    assert.ok(got.some((x, i) => Math.abs(x - undropped[i]!) > 1e-6), 'some probabilities were dropped');
+    const still = new Generator(5);
+    assert.deepEqual(host(causalSelfAttention(qkv, H, { dropout: 0, generator: still })), undropped);
+    assert.equal(still.offset, 0, 'dropout 0 is the fused kernel and draws nothing');
+    qkv.dispose();
+  });
+
   for (const dtype of ['float16', 'bfloat16'] as const) {
     it(`causalSelfAttention backward in ${dtype} fills the q, k and v parts of the fused gradient`, () => {
       const x64 = randLeaf([1, 3, 12], 98, { grad: false });
@@ -230,6 +254,10 @@ describe('errors', () => {
     const q = tensor(new Array(8).fill(0), { shape: [1, 1, 2, 4] }), k = tensor(new Array(6).fill(0), { shape: [1, 1, 2, 3] });
     assert.throws(() => scaledDotProductAttention(q, k, k), (e: Error) => e instanceof ShapeError && /\[1, 1, 2, 4\]/.test(e.message) && /\[1, 1, 2, 3\]/.test(e.message));
     assert.throws(() => causalSelfAttention(tensor(new Array(10).fill(0), { shape: [1, 2, 5] }), 2), /\[1, 2, 5\]/);
+    const qkv = tensor(new Array(12).fill(0), { shape: [1, 2, 6] });
+    for (const p of [1, -0.1, NaN]) {
+      assert.throws(() => causalSelfAttention(qkv, 2, { dropout: p }), (e: Error) => e instanceof TensorError && e.message.includes(`causalSelfAttention: dropout must be in [0, 1), got ${p}`));
+    }
     assert.throws(() => causalMask(tensor([1, 2])), /at least 2 dimensions/);
     x.dispose();
   });
@@ -257,6 +285,7 @@ describe('memory', () => {
       ['embedding', () => embedding(which, table)], ['crossEntropy', () => crossEntropy(x, targets)], ['causalMask', () => causalMask(x, 0)],
       ['dropout', () => dropout(x, 0.5, { generator: new Generator(1) })], ['sdpa', () => scaledDotProductAttention(q, q, q, { causal: true })],
       ['causalSelfAttention', () => causalSelfAttention(qkv, 2)],
+      ['causalSelfAttention with dropout', () => causalSelfAttention(qkv, 2, { dropout: 0.5, generator: new Generator(1) })],
     ];
     for (const [name, f] of outs) {
       const m0 = memory();
