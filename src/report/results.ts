@@ -1,6 +1,7 @@
 // What one set-up of a comparison (or one training run) produced, as the
 // report reads it: plain data, the same in Node and in a browser.
 
+import { MixprecError, type ErrorCode } from '../errors.js';
 import type { MemoryBreakdown } from './memory.js';
 import type { StatsSample } from './recommend.js';
 
@@ -29,4 +30,9 @@ export interface SetupResult {
   memory: { computed: MemoryBreakdown; measured: MemoryBreakdown } | null;
   tokensPerSec: number;
   finalValLoss: number | null;
+}
+
+/** Report or comparison input that cannot be used (set-ups, metrics, options). */
+export class ReportError extends MixprecError {
+  override readonly code: ErrorCode = 'REPORT_INVALID';
 }
