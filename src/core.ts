@@ -13,7 +13,7 @@ export { BackendError } from './backend/backend.js';
 export { UpdateRuleError, type Expr, type UpdateCall, type UpdateRule } from './backend/update-rule.js';
 export { UNSCALE_RULE, UPDATE_SCALE_RULE } from './amp/loss-scale-rules.js';
 export { CpuBackend } from './backend/cpu/backend.js';
-export { getBackend, setBackend, registerBackend } from './backend/registry.js';
+export { getBackend, setBackend, registerBackend, resolveBackend, BackendNotCreatedError } from './backend/registry.js';
 export { Generator, type GeneratorState } from './backend/random.js';
 
 export { Tensor, tidy, keep, memory, type MemoryReport } from './tensor/tensor.js';

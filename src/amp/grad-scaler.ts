@@ -12,6 +12,7 @@ import { GUARDED_UPDATE_SCALE_RULE, UNSCALE_RULE, UPDATE_SCALE_RULE } from './lo
 import { OverflowRecord, type OverflowInfo } from './overflow-record.js';
 import { Tensor, keep } from '../tensor/tensor.js';
 import { mul } from '../tensor/ops.js';
+import { fusions } from '../tensor/fusions.js';
 import { full } from '../tensor/creation.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
@@ -240,7 +241,7 @@ export class GradScaler {
       if (typeof newScale === 'number') b.fill(this.scaleT!.view, newScale);
       else {
         if (newScale.size !== 1) throw new GradScalerError(`update(newScale): expected a 1-element tensor, got ${newScale.describe()}`);
-        b.cast(newScale.view, this.scaleT!.view);
+        fusions(b).cast(newScale.view, this.scaleT!.view);
       }
     } else {
       const flags = [...this.perOptimizer.values()].map((s) => s.foundInf).filter((f): f is Tensor => f !== null);

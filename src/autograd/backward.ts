@@ -35,29 +35,29 @@ function sortNodes(root: Node): Node[] {
   return order.reverse();
 }
 
-/** Brings a gradient to the dtype of the tensor it belongs to (the engine owns g; a cast replaces it). */
+/** Checks a gradient's size and brings it to the dtype of the tensor it belongs to. */
 function conform(g: Tensor, edge: Edge, op: string): Tensor {
   if (g.size !== sizeOf(edge.shape)) {
     throw new ShapeError(`${op} backward: gradient ${fmtShape(g.shape)} does not match input ${fmtShape(edge.shape)}`);
   }
-  if (g.dtype === edge.dtype) return g;
-  const c = keep(to(g, edge.dtype));
-  g.dispose();
-  return c;
+  return g.dtype === edge.dtype ? g : to(g, edge.dtype);
 }
 
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+/**
+ * Adds g into leaf.grad. Returns true when g itself became the gradient (the
+ * caller no longer owns it). A gradient made for a leaf that had none is
+ * recorded in `created`, so that a backward that fails can take it back.
+ */
+function accumulateLeaf(leaf: Tensor, g: Tensor, created: Set<Tensor>): boolean {
   if (leaf.grad && !leaf.grad.isDisposed) {
     // In place, so a gradient that lives in a shared buffer (an optimizer's flat gradient store) stays there.
     leaf.backend.binary('add',
       { view: leaf.grad.view, offset: 0, strides: [1] }, { view: g.view, offset: 0, strides: [1] }, leaf.grad.view, [g.size]);
-    g.dispose();
-  } else if (g.shape.length === leaf.shape.length) {
-    leaf.grad = g;
-  } else {
-    leaf.grad = keep(g.reshape([...leaf.shape]));
-    g.dispose();
+    return false;
   }
+  leaf.grad = keep(g.shape.length === leaf.shape.length ? g : g.reshape([...leaf.shape]));
+  created.add(leaf);
+  return leaf.grad === g;
 }
 
 /** The engine's own copy of the seed gradient (ones for a scalar root). */
@@ -67,6 +67,12 @@ function seedGradient(root: Tensor, grad?: Tensor): Tensor {
   return keep(grad.dtype === root.dtype ? grad.clone() : to(grad, root.dtype));
 }
 
+/**
+ * Accumulates d(root)/d(leaf) into every leaf's `.grad`. If a backward formula
+ * throws, every tensor this pass made is released before the error propagates,
+ * and leaves that had no gradient before are left without one (gradients that
+ * already existed may hold part of this pass's contribution, as in PyTorch).
+ */
 export function backward(root: Tensor, grad?: Tensor): void {
   if (!root.requiresGrad) {
     throw new GradError(`backward: ${root.describe()} does not require grad (no input of the computation had requiresGrad set, or it ran under noGrad)`);
@@ -74,45 +80,63 @@ export function backward(root: Tensor, grad?: Tensor): void {
   if (!grad && root.size !== 1) {
     throw new GradError(`backward: ${root.describe()} is not a scalar; pass the output gradient explicitly`);
   }
-  withGradMode(false, () => withoutAutocast(() => {
-    const seed = seedGradient(root, grad);
-    if (!root.node) return accumulateLeaf(root, seed);
-    // Every gradient in `pending` is owned by the engine and freed once its node has run.
-    const pending = new Map<Node, Tensor>([[root.node, seed]]);
-    for (const node of sortNodes(root.node)) {
-      const gy = pending.get(node);
-      if (!gy) continue;
-      pending.delete(node);
-      const inputGrads = tidy(() => node.apply(gy));
-      // One tensor may come back for several inputs (add(x, x)), or be gy itself (identity ops):
-      // give each consumer its own before any of them consumes (and frees) one.
-      const handedOn = new Set<Tensor>();
+  // Gradients owned by the engine: each is freed once its node has run, or when the pass fails.
+  const pending = new Map<Node, Tensor>();
+  const created = new Set<Tensor>();
+  try {
+    withGradMode(false, () => withoutAutocast(() => walk(root, seedGradient(root, grad), pending, created)));
+  } catch (e) {
+    for (const g of pending.values()) g.dispose();
+    for (const leaf of created) {
+      leaf.grad?.dispose();
+      leaf.grad = null;
+    }
+    throw e;
+  }
+}
+
+function walk(root: Tensor, seed: Tensor, pending: Map<Node, Tensor>, created: Set<Tensor>): void {
+  if (!root.node) {
+    if (!accumulateLeaf(root, seed, created)) seed.dispose();
+    return;
+  }
+  pending.set(root.node, seed);
+  for (const node of sortNodes(root.node)) {
+    const gy = pending.get(node);
+    if (!gy) continue;
+    // What this node's step makes is released at its end (or when it throws), except the gradients
+    // handed on; gy stays in `pending` until the step has succeeded, so a failure releases it too.
+    tidy(() => {
+      const inputGrads = node.apply(gy);
+      // One tensor may come back for several inputs (add(x, x)): every further consumer gets its own
+      // copy, made by the cast to its dtype where it needs one.
+      const taken = new Set<Tensor>();
       const grads = node.edges.map((edge, i) => {
         const g = inputGrads[i];
         if (!edge || !g) return null;
-        // A consumer of another dtype gets its own tensor from the cast that conform would make: no copy first.
-        if (handedOn.has(g)) return keep(g.dtype === edge.dtype ? g.clone() : to(g, edge.dtype));
-        handedOn.add(g);
-        return keep(g);
+        const own = taken.has(g) ? (g.dtype === edge.dtype ? g.clone() : to(g, edge.dtype)) : g;
+        taken.add(g);
+        return conform(own, edge, node.op);
       });
-      // Gradients computed for inputs that take none (an edge of null) are dropped here, not leaked.
-      for (const g of inputGrads) if (g && g !== gy && !handedOn.has(g)) g.dispose();
+      const owned = new Set<Tensor>();
       node.edges.forEach((edge, i) => {
-        if (!edge || !grads[i]) return;
-        let g = conform(grads[i]!, edge, node.op);
-        if (edge.leaf) return accumulateLeaf(edge.leaf, g);
-        const prev = pending.get(edge.node!);
-        if (prev) {
-          const sum = keep(add(prev, g));
-          prev.dispose();
-          g.dispose();
-          g = sum;
+        const g = grads[i];
+        if (!edge || !g) return;
+        if (edge.leaf) {
+          if (accumulateLeaf(edge.leaf, g, created)) owned.add(g);
+          return;
         }
-        pending.set(edge.node!, g);
+        const prev = pending.get(edge.node!);
+        const next = prev ? add(prev, g) : g;
+        pending.set(edge.node!, keep(next));
+        owned.add(next);
+        prev?.dispose();
       });
-      if (!handedOn.has(gy)) gy.dispose();
-    }
-  }));
+      pending.delete(node);
+      // gy was made outside this step (the tidy does not own it): free it unless it was handed on.
+      if (!owned.has(gy)) gy.dispose();
+    });
+  }
 }
 
 setBackwardHook(backward);

@@ -9,6 +9,13 @@
 // Kernels are "fire and forget": a device backend may queue them and run them
 // later, in order. Only `read` waits, so a training step never synchronises with
 // the host unless somebody asks for a value.
+//
+// The contract has two parts. The required primitives (memory, transfers,
+// elementwise, reduction, matmul, indexing, dropout and the optimizer kernels)
+// are what every backend implements. The fusions (`Fusions`) are optional: a
+// backend offers a group (a forward with its backward) or leaves it out, and the
+// tensor layer then composes the same computation out of primitives
+// (src/tensor/fusions.ts), forward and backward.
 
 import type { DType } from '../dtype/dtype.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
@@ -55,8 +62,8 @@ export interface Strided {
   strides: readonly number[];
 }
 
-/** Shape of a (batched) matrix product C[b] = op(A[b]) @ op(B[b]). */
-export interface MatmulSpec {
+/** Shape of a (batched) matrix product C[b] = op(A[b]) @ op(B[b]): what the required `matmul` takes. */
+export interface MatmulShape {
   batch: number;
   m: number;
   n: number;
@@ -68,6 +75,10 @@ export interface MatmulSpec {
   /** Element stride between consecutive batch matrices; 0 shares one matrix across the batch. */
   strideA: number;
   strideB: number;
+}
+
+/** Work fused into a product's store (the optional `matmulEpilogue`), in this order. */
+export interface MatmulEpilogue {
   /** Optional bias of length N added to every row. */
   bias?: View;
   /** Apply tanh-GELU after the bias; if `preGelu` is given, the value before it is stored there too. */
@@ -76,6 +87,9 @@ export interface MatmulSpec {
   /** Accumulate into C (C += product) instead of overwriting it. */
   accumulate?: boolean;
 }
+
+/** A product with its epilogue. */
+export type MatmulSpec = MatmulShape & MatmulEpilogue;
 
 /**
  * Addressing of one of q, k, v or o in attention: element (b, h, t, d) lives at
@@ -112,54 +126,17 @@ export type HostArray = Float32Array | Float64Array | Int32Array;
 /** Raw storage bits: fp16/bf16 as Uint16Array, the rest as their own typed array. */
 export type RawArray = Float32Array | Float64Array | Int32Array | Uint16Array;
 
-export interface Backend {
-  readonly name: string;
-  /** Human-readable description of the device, for logs. */
-  readonly description: string;
-  /** Dtypes this backend can store. */
-  supports(dtype: DType): boolean;
-
-  // Memory
-  alloc(dtype: DType, size: number): Buf;
-  free(buf: Buf): void;
-  memory(): MemoryInfo;
-
-  // Transfers
-  /** Writes host numbers, rounded to the view's dtype. */
-  write(dst: View, data: ArrayLike<number>): void;
-  /** Writes raw storage bits (fp16/bf16 as 16-bit patterns). */
-  writeRaw(dst: View, data: RawArray): void;
-  /** Reads values widened to numbers: float64 as Float64Array, int32 as Int32Array, other floats as Float32Array. */
-  read(src: View): Promise<HostArray>;
-  readRaw(src: View): Promise<RawArray>;
-  /** Synchronous read, where the backend can do it (the CPU backend); undefined elsewhere. */
-  readSync?(src: View): HostArray;
-  /** Submits queued work and resolves when the device has finished it. */
-  sync(): Promise<void>;
-
-  // Elementwise
-  fill(out: View, value: number): void;
-  /** Converts (or copies, for equal dtypes) x into out. */
+/**
+ * Optional kernels: fused (or specialised) forms of computations the tensor
+ * layer can also compose out of the required primitives. Each is a kernel of
+ * its own on the CPU and WebGPU backends.
+ */
+export interface Fusions {
+  /** Converts (or copies, for equal dtypes) x into out. Composed: a contiguous `copy`. */
   cast(x: View, out: View): void;
-  unary(op: UnaryOp, x: View, out: View, scalar?: number, scalar2?: number): void;
-  /** out[i] = a[i] op b[i] over `shape`, with a and b addressed by their strides (broadcasting). */
-  binary(op: BinaryOp, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
-  /** out = cond != 0 ? a : b, broadcasting. */
-  where(cond: Strided, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
-  /** out (contiguous or strided) gets src addressed by strides over `shape`: permute, expand, slice, concatenate. */
-  copy(src: Strided, dst: Strided, shape: readonly number[]): void;
-  /** y = keep ? x / (1 - p) : 0, keep drawn from the counter-based stream (key, start + i). */
-  dropout(x: View, out: View, p: number, key: number, start: number): void;
   /** Upper-triangle fill: for the last two dims [.., T, S], positions with s > t + (S - T) get `value`. */
   causalFill(x: View, out: View, rows: number, t: number, s: number, value: number): void;
-
-  // Reductions over the middle axis of [outer, r, inner]
-  reduce(op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void;
-
-  // Linear algebra
-  matmul(a: View, b: View, out: View, spec: MatmulSpec): void;
-
-  // Fused transformer kernels (rows x cols, reduced over cols)
+  /** Softmax (or log-softmax) of rows x cols, reduced over cols. */
   softmax(x: View, out: View, rows: number, cols: number, log: boolean): void;
   softmaxBackward(y: View, gy: View, out: View, rows: number, cols: number, log: boolean): void;
   layerNorm(x: View, weight: View | null, bias: View | null, out: View, mean: View, rstd: View, rows: number, cols: number, eps: number): void;
@@ -167,10 +144,6 @@ export interface Backend {
     x: View, weight: View | null, mean: View, rstd: View, gy: View,
     gx: View, gw: View | null, gb: View | null, rows: number, cols: number,
   ): void;
-  /** out[i, :] = table[ids[i], :] */
-  gather(table: View, ids: View, out: View, n: number, dim: number): void;
-  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). */
-  scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
   /**
    * Mean cross-entropy of logits [rows, cols] against int32 targets, ignoring
    * targets equal to ignoreIndex. Writes the mean to loss[0], the number of
@@ -193,6 +166,69 @@ export interface Backend {
     gq: View, gqL: HeadLayout, gk: View, gkL: HeadLayout, gv: View, gvL: HeadLayout,
     spec: AttentionSpec,
   ): void;
+  /** A product with bias, GELU (saving the value before it) or accumulation applied as it is stored. */
+  matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void;
+}
+
+/** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
+export const FUSION_GROUPS = [
+  ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'],
+] as const satisfies readonly (readonly (keyof Fusions)[])[];
+
+// Every member of Fusions is in a group (a compile error otherwise).
+const everyFusionGrouped: [keyof Fusions] extends [(typeof FUSION_GROUPS)[number][number]] ? true : never = true;
+void everyFusionGrouped;
+
+/** The required primitives, and whichever fusions the backend offers. */
+export interface Backend extends Partial<Fusions> {
+  readonly name: string;
+  /** Human-readable description of the device, for logs. */
+  readonly description: string;
+  /** Dtypes this backend can store. */
+  supports(dtype: DType): boolean;
+
+  // Memory
+  alloc(dtype: DType, size: number): Buf;
+  free(buf: Buf): void;
+  memory(): MemoryInfo;
+
+  // Transfers
+  /** Writes host numbers, rounded to the view's dtype. */
+  write(dst: View, data: ArrayLike<number>): void;
+  /** Writes raw storage bits (fp16/bf16 as 16-bit patterns). */
+  writeRaw(dst: View, data: RawArray): void;
+  /** Reads values widened to numbers: float64 as Float64Array, int32 as Int32Array, other floats as Float32Array. */
+  read(src: View): Promise<HostArray>;
+  readRaw(src: View): Promise<RawArray>;
+  /** Synchronous read, where the backend can do it (the CPU backend); undefined elsewhere. A capability, not a primitive. */
+  readSync?(src: View): HostArray;
+  /** Submits queued work and resolves when the device has finished it. */
+  sync(): Promise<void>;
+
+  // Elementwise
+  fill(out: View, value: number): void;
+  unary(op: UnaryOp, x: View, out: View, scalar?: number, scalar2?: number): void;
+  /** out[i] = a[i] op b[i] over `shape`, with a and b addressed by their strides (broadcasting). */
+  binary(op: BinaryOp, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
+  /** out = cond != 0 ? a : b, broadcasting. */
+  where(cond: Strided, a: Strided, b: Strided, out: View, shape: readonly number[]): void;
+  /** out (contiguous or strided) gets src addressed by strides over `shape`, converting dtypes: permute, expand, slice, concatenate, cast. */
+  copy(src: Strided, dst: Strided, shape: readonly number[]): void;
+  /** y = keep ? x / (1 - p) : 0, keep drawn from the counter-based stream (key, start + i). */
+  dropout(x: View, out: View, p: number, key: number, start: number): void;
+
+  // Reductions over the middle axis of [outer, r, inner]
+  reduce(op: ReduceOp, x: View, out: View, outer: number, r: number, inner: number): void;
+
+  // Linear algebra
+  matmul(a: View, b: View, out: View, spec: MatmulShape): void;
+
+  // Indexing
+  /** out[i, :] = table[ids[i], :] */
+  gather(table: View, ids: View, out: View, n: number, dim: number): void;
+  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). */
+  scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
 
   // Multi-tensor kernels for mixed-precision training
   /** Sum of squares of every element of every view, accumulated in float32 into out[0] (overwritten). */

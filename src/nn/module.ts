@@ -7,9 +7,10 @@
 
 import type { Backend } from '../backend/backend.js';
 import type { Generator } from '../backend/random.js';
-import { getBackend } from '../backend/registry.js';
+import { resolveBackend } from '../backend/registry.js';
 import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
+import { fusions } from '../tensor/fusions.js';
 import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
@@ -23,9 +24,7 @@ export interface ParameterOptions {
   dtype?: FloatDType;
 }
 
-export function resolveBackend(b: Backend | string | undefined): Backend {
-  return typeof b === 'object' ? b : getBackend(b);
-}
+export { resolveBackend };
 
 export abstract class Module {
   /** Dropout is active only while training (`train()` / `eval()`). */
@@ -108,7 +107,7 @@ export abstract class Module {
       for (const [n, t] of m.params) {
         if (!t || t.dtype === d) continue;
         const c = Tensor.empty(t.shape, d, t.backend);
-        t.backend.cast(t.view, c.view);
+        fusions(t.backend).cast(t.view, c.view);
         c.requiresGrad_(true).name = t.name;
         t.grad?.dispose();
         t.dispose();

@@ -7,6 +7,7 @@ import type { UpdateCall, UpdateRule } from '../backend/update-rule.js';
 import type { ScalableOptimizer } from '../amp/grad-scaler.js';
 import { Tensor, keep, tidy } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
+import { fusions } from '../tensor/fusions.js';
 import { streamKey } from '../backend/random.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
@@ -170,7 +171,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         const mg = g.masterGrad[i];
         (mg ?? p.grad).name = p.name;
         if (mg) {
-          if (!this.prepared) p.backend.cast(p.grad.view, mg.view);
+          if (!this.prepared) fusions(p.backend).cast(p.grad.view, mg.view);
           out.push(mg);
         } else out.push(p.grad);
       });

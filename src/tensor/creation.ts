@@ -2,7 +2,7 @@
 
 import type { Backend, HostArray } from '../backend/backend.js';
 import type { Generator } from '../backend/random.js';
-import { getBackend } from '../backend/registry.js';
+import { resolveBackend } from '../backend/registry.js';
 import { parseDType, type DType } from '../dtype/dtype.js';
 import { ShapeError, TensorError, fmtShape } from './errors.js';
 import { getDefaultGenerator } from './ops/nn.js';
@@ -17,10 +17,6 @@ export interface TensorOptions {
 
 type Nested = number | boolean | readonly Nested[];
 export type TensorData = Nested | ArrayLike<number>;
-
-function resolveBackend(b: Backend | string | undefined): Backend {
-  return typeof b === 'object' ? b : getBackend(b);
-}
 
 function inferShape(data: Nested): number[] {
   const shape: number[] = [];

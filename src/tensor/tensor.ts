@@ -2,20 +2,20 @@
 //
 // Storage is reference counted (reshapes share it) and released
 // deterministically by `dispose()` or by the `tidy` scope the tensor was made
-// in. `memory()` counts live tensors and bytes per backend, so a test can show
-// that a training step leaks nothing.
+// in. One ownership rule: every op runs in its own scope (`op`) and hands back
+// only its result; what a recorded graph needs it holds as aliases. So `tidy`
+// is for callers, never needed for correctness inside an op. `memory()` counts
+// live tensors and bytes per backend, so a test can show that a training step
+// leaks nothing.
 
 import type { DType } from '../dtype/dtype.js';
 import { isFloat } from '../dtype/dtype.js';
 import { sizeOf } from '../dtype/shape.js';
 import type { Backend, Buf, HostArray, View } from '../backend/backend.js';
-import { getBackend, setDefaultBackendFactory } from '../backend/registry.js';
-import { CpuBackend } from '../backend/cpu/backend.js';
+import { getBackend } from '../backend/registry.js';
 import { DisposedError, DTypeError, GradError, TensorError, fmtShape } from './errors.js';
 import { Node, isGradEnabled, type BackwardFn, type Edge } from './graph.js';
 import * as ops from './ops.js';
-
-setDefaultBackendFactory(() => new CpuBackend());
 
 /** A backend buffer shared by the tensors that view it. */
 export class Storage {
@@ -50,19 +50,14 @@ function collect(x: unknown, into: Set<Tensor>): void {
   else if (x && typeof x === 'object' && Object.getPrototypeOf(x) === Object.prototype) for (const v of Object.values(x)) collect(v, into);
 }
 
-/**
- * Runs fn and disposes every tensor created inside it, except those it returns
- * (anywhere inside an array or plain object) and those marked with `keep`.
- * Returned tensors move to the enclosing scope. If fn throws, everything it
- * made is disposed. fn must be synchronous.
- */
-export function tidy<T>(fn: () => T): T {
+/** Runs fn in a new scope; on return or throw, disposes what it made except the tensors in `survivors(result)`. */
+function inScope<T>(fn: () => T, survivors: (result: T) => Set<Tensor>, who: string): T {
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: T;
   try {
     result = fn();
-    if (result instanceof Promise) throw new TensorError('tidy: the function must be synchronous (it returned a Promise)');
+    if (result instanceof Promise) throw new TensorError(`${who}: the function must be synchronous (it returned a Promise)`);
   } catch (e) {
     // A scope that throws still releases everything it made.
     scopes.pop();
@@ -70,14 +65,37 @@ export function tidy<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
-  const returned = new Set<Tensor>();
-  collect(result, returned);
+  const returned = survivors(result);
   const outer = scopes[scopes.length - 1];
   for (const t of scope) {
     if (returned.has(t)) outer?.add(t);
     else t.dispose();
   }
   return result;
+}
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those it returns
+ * (anywhere inside an array or plain object) and those marked with `keep`.
+ * Returned tensors move to the enclosing scope. If fn throws, everything it
+ * made is disposed. fn must be synchronous.
+ */
+export function tidy<T>(fn: () => T): T {
+  return inScope(fn, (result) => {
+    const returned = new Set<Tensor>();
+    collect(result, returned);
+    return returned;
+  }, 'tidy');
+}
+
+/**
+ * The ownership rule of every op: its body runs in its own scope and hands back
+ * only its result, so temporaries (autocast casts, saved statistics, reshapes)
+ * are released whether or not the caller uses `tidy`. What the recorded graph
+ * needs it holds as aliases (see `record`).
+ */
+export function op<A extends unknown[]>(body: (...args: A) => Tensor): (...args: A) => Tensor {
+  return (...args: A) => inScope(() => body(...args), (y) => new Set([y]), 'op');
 }
 
 /** Exempts a tensor from disposal by the enclosing `tidy` scopes. */

@@ -5,7 +5,7 @@
 import type { DType } from '../../dtype/dtype.js';
 import { itemSize } from '../../dtype/dtype.js';
 import {
-  BackendError, type Backend, type Buf, type HostArray, type MemoryInfo, type RawArray, type View,
+  BackendError, type Backend, type Buf, type Fusions, type HostArray, type MemoryInfo, type RawArray, type View,
 } from '../backend.js';
 import { CpuBuf, raw, store, values } from './arrays.js';
 import * as ew from './elementwise.js';
@@ -13,7 +13,8 @@ import { matmul } from './matmul.js';
 import * as nn from './nn.js';
 import * as optim from './optim.js';
 
-export class CpuBackend implements Backend {
+/** Implements every primitive and offers every fusion. */
+export class CpuBackend implements Backend, Fusions {
   readonly name = 'cpu';
   readonly description = 'CPU (TypeScript reference)';
   private live = new Set<CpuBuf>();
@@ -81,6 +82,8 @@ export class CpuBackend implements Backend {
   causalFill = ew.causalFill;
   reduce = ew.reduce;
   matmul = matmul;
+  /** One kernel handles the product and its epilogue. */
+  matmulEpilogue = matmul;
   softmax = nn.softmax;
   softmaxBackward = nn.softmaxBackward;
   layerNorm = nn.layerNorm;

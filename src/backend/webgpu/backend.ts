@@ -14,7 +14,7 @@ import {
 } from '../../dtype/codec.js';
 import {
   BackendError, contiguousStrides,
-  type AttentionSpec, type Backend, type BinaryOp, type Buf, type HeadLayout, type HostArray,
+  type AttentionSpec, type Backend, type Fusions, type BinaryOp, type Buf, type HeadLayout, type HostArray,
   type MatmulSpec, type MemoryInfo, type RawArray, type ReduceOp, type Strided,
   type UnaryOp, type View,
 } from '../backend.js';
@@ -69,7 +69,8 @@ function constantBits(value: number, dtype: DType): number {
   }
 }
 
-export class WebGPUBackend implements Backend {
+/** Implements every primitive and offers every fusion. */
+export class WebGPUBackend implements Backend, Fusions {
   readonly name = 'webgpu';
   readonly description: string;
   readonly rt: Runtime;
@@ -301,6 +302,11 @@ export class WebGPUBackend implements Backend {
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
     this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => kernels.encode(pass, call));
+  }
+
+  /** The tuned kernels apply the epilogue as they store. */
+  matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void {
+    this.matmul(a, b, out, spec);
   }
 
   // ---- fused transformer kernels ----

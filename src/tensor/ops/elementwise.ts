@@ -3,9 +3,10 @@
 import type { BinaryOp, UnaryOp } from '../../backend/backend.js';
 import { parseDType, promote, type DType } from '../../dtype/dtype.js';
 import { float32Output } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { DTypeError } from '../errors.js';
 import { broadcastShapes, requireFloat, sameBackend, stridedAs } from '../helpers.js';
-import { Tensor, record } from '../tensor.js';
+import { Tensor, op, record } from '../tensor.js';
 import { sumToShape } from './reduce.js';
 
 function empty(like: Tensor, dtype: DType = like.dtype, shape: readonly number[] = like.shape): Tensor {
@@ -46,64 +47,64 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor, dtype: DType, name: st
 
 // ---- unary ----
 
-export function neg(x: Tensor): Tensor {
+export const neg = op((x: Tensor): Tensor => {
   if (x.dtype === 'int32') return affine(x, -1, 0);
   return unaryFloat('neg', x, 'neg', false, 'x', (gy) => neg(gy));
-}
+});
 
-export function exp(x: Tensor): Tensor {
+export const exp = op((x: Tensor): Tensor => {
   return unaryFloat('exp', x, 'exp', true, 'y', (gy, y) => mul(gy, y));
-}
+});
 
-export function log(x: Tensor): Tensor {
+export const log = op((x: Tensor): Tensor => {
   return unaryFloat('log', x, 'log', true, 'x', (gy, x) => div(gy, x));
-}
+});
 
-export function sqrt(x: Tensor): Tensor {
+export const sqrt = op((x: Tensor): Tensor => {
   return unaryFloat('sqrt', x, 'sqrt', true, 'y', (gy, y) => mul(div(gy, y), 0.5));
-}
+});
 
-export function rsqrt(x: Tensor): Tensor {
+export const rsqrt = op((x: Tensor): Tensor => {
   return unaryFloat('rsqrt', x, 'rsqrt', true, 'y', (gy, y) => mul(gy, affine(pow(y, 3), -0.5, 0)));
-}
+});
 
-export function tanh(x: Tensor): Tensor {
+export const tanh = op((x: Tensor): Tensor => {
   return unaryFloat('tanh', x, 'tanh', false, 'y', (gy, y) => gradOp('tanh_grad', y, gy));
-}
+});
 
-export function sigmoid(x: Tensor): Tensor {
+export const sigmoid = op((x: Tensor): Tensor => {
   return unaryFloat('sigmoid', x, 'sigmoid', false, 'y', (gy, y) => gradOp('sigmoid_grad', y, gy));
-}
+});
 
-export function relu(x: Tensor): Tensor {
+export const relu = op((x: Tensor): Tensor => {
   return unaryFloat('relu', x, 'relu', false, 'x', (gy, x) => gradOp('relu_grad', x, gy));
-}
+});
 
 /** GELU with the tanh approximation, as GPT-2 uses. */
-export function gelu(x: Tensor): Tensor {
+export const gelu = op((x: Tensor): Tensor => {
   return unaryFloat('gelu', x, 'gelu', false, 'x', (gy, x) => gradOp('gelu_grad', x, gy));
-}
+});
 
-export function abs(x: Tensor): Tensor {
+export const abs = op((x: Tensor): Tensor => {
   return unaryFloat('abs', x, 'abs', false, 'x', (gy, x) => mul(gy, unaryFloat('sign', x, 'sign', false, 'x', () => { throw new Error('unreachable'); })));
-}
+});
 
-export function square(x: Tensor): Tensor {
+export const square = op((x: Tensor): Tensor => {
   return unaryFloat('square', x, 'square', false, 'x', (gy, x) => mul(gy, affine(x, 2, 0)));
-}
+});
 
 /** x ** p for a number p (autocast float32 category). */
-export function pow(x: Tensor, p: number): Tensor {
+export const pow = op((x: Tensor, p: number): Tensor => {
   return unaryFloat('pow', x, 'pow', true, 'x', (gy, x) => mul(gy, affine(pow(x, p - 1), p, 0)), p);
-}
+});
 
 /** x * a + b in one kernel. */
-export function affine(x: Tensor, a: number, b: number): Tensor {
+export const affine = op((x: Tensor, a: number, b: number): Tensor => {
   const dtype = x.dtype === 'int32' && !(Number.isInteger(a) && Number.isInteger(b)) ? 'float32' : x.dtype;
   const y = empty(x, dtype);
   x.backend.unary('affine', x.view, y.view, a, b);
   return record(y, 'affine', [x], [], (gy) => [affine(gy, a, 0)]);
-}
+});
 
 function gradOp(op: BinaryOp, x: Tensor, gy: Tensor): Tensor {
   return binaryKernel(op, x, gy, gy.dtype, op);
@@ -111,21 +112,21 @@ function gradOp(op: BinaryOp, x: Tensor, gy: Tensor): Tensor {
 
 // ---- binary ----
 
-export function add(a: Tensor | number, b: Tensor | number): Tensor {
+export const add = op((a: Tensor | number, b: Tensor | number): Tensor => {
   if (typeof b === 'number') return typeof a === 'number' ? tensorError('add') : affine(a, 1, b);
   if (typeof a === 'number') return affine(b, 1, a);
   const y = binaryKernel('add', a, b, promote(a.dtype, b.dtype), 'add');
   return record(y, 'add', [a, b], [], (gy) => [sumToShape(gy, a.shape), sumToShape(gy, b.shape)]);
-}
+});
 
-export function sub(a: Tensor | number, b: Tensor | number): Tensor {
+export const sub = op((a: Tensor | number, b: Tensor | number): Tensor => {
   if (typeof b === 'number') return typeof a === 'number' ? tensorError('sub') : affine(a, 1, -b);
   if (typeof a === 'number') return affine(b, -1, a);
   const y = binaryKernel('sub', a, b, promote(a.dtype, b.dtype), 'sub');
   return record(y, 'sub', [a, b], [], (gy) => [sumToShape(gy, a.shape), sumToShape(neg(gy), b.shape)]);
-}
+});
 
-export function mul(a: Tensor | number, b: Tensor | number): Tensor {
+export const mul = op((a: Tensor | number, b: Tensor | number): Tensor => {
   if (typeof b === 'number') return typeof a === 'number' ? tensorError('mul') : affine(a, b, 0);
   if (typeof a === 'number') return affine(b, a, 0);
   const y = binaryKernel('mul', a, b, promote(a.dtype, b.dtype), 'mul');
@@ -133,16 +134,11 @@ export function mul(a: Tensor | number, b: Tensor | number): Tensor {
     a.requiresGrad ? sumToShape(mul(gy, sb!), a.shape) : null,
     b.requiresGrad ? sumToShape(mul(gy, sa!), b.shape) : null,
   ]);
-}
+});
 
-export function div(a: Tensor | number, b: Tensor | number): Tensor {
+export const div = op((a: Tensor | number, b: Tensor | number): Tensor => {
   if (typeof b === 'number') return typeof a === 'number' ? tensorError('div') : affine(a, 1 / b, 0);
-  if (typeof a === 'number') {
-    const r = reciprocal(b);
-    const y = mul(r, a);
-    r.dispose();
-    return y;
-  }
+  if (typeof a === 'number') return mul(reciprocal(b), a);
   // Only int32 / int32 is refused; a float divided by an int32 promotes to the float.
   if (a.dtype === 'int32' && b.dtype === 'int32') requireFloat('div', a);
   const y = binaryKernel('div', a, b, promote(a.dtype, b.dtype), 'div');
@@ -150,42 +146,33 @@ export function div(a: Tensor | number, b: Tensor | number): Tensor {
     a.requiresGrad ? sumToShape(div(gy, sb!), a.shape) : null,
     b.requiresGrad ? sumToShape(neg(div(mul(gy, sa!), mul(sb!, sb!))), b.shape) : null,
   ]);
-}
+});
 
-export function reciprocal(x: Tensor): Tensor {
+export const reciprocal = op((x: Tensor): Tensor => {
   return unaryFloat('reciprocal', x, 'reciprocal', true, 'y', (gy, y) => neg(mul(gy, mul(y, y))));
-}
+});
 
-function minmax(op: 'maximum' | 'minimum', a: Tensor | number, b: Tensor | number): Tensor {
+const minmax = op((name: 'maximum' | 'minimum', a: Tensor | number, b: Tensor | number): Tensor => {
   if (typeof a === 'number') [a, b] = [b, a];
-  if (typeof a === 'number') return tensorError(op);
+  if (typeof a === 'number') return tensorError(name);
   const bt = typeof b === 'number' ? scalarLike(b, a) : b;
-  const y = binaryKernel(op, a, bt, promote(a.dtype, bt.dtype), op);
+  const y = binaryKernel(name, a, bt, promote(a.dtype, bt.dtype), name);
   // The gradient goes to the operand that was selected (to a on ties).
-  const out = record(y, op, [a, bt], [a, bt], (gy, [sa, sb]) => {
-    const pick = binaryKernel(op === 'maximum' ? 'ge' : 'le', sa!, sb!, gy.dtype, op);
+  return record(y, name, [a, bt], [a, bt], (gy, [sa, sb]) => {
+    const pick = binaryKernel(name === 'maximum' ? 'ge' : 'le', sa!, sb!, gy.dtype, name);
     const ga = mul(gy, pick);
     const gb = sub(gy, ga);
     return [sumToShape(ga, sa!.shape), sumToShape(gb, sb!.shape)];
   });
-  if (bt !== b) bt.dispose();
-  return out;
-}
+});
 
-export function maximum(a: Tensor | number, b: Tensor | number): Tensor {
-  return minmax('maximum', a, b);
-}
+export const maximum = (a: Tensor | number, b: Tensor | number): Tensor => minmax('maximum', a, b);
+export const minimum = (a: Tensor | number, b: Tensor | number): Tensor => minmax('minimum', a, b);
 
-export function minimum(a: Tensor | number, b: Tensor | number): Tensor {
-  return minmax('minimum', a, b);
-}
-
-function compare(op: BinaryOp, a: Tensor, b: Tensor | number): Tensor {
+const compare = op((name: BinaryOp, a: Tensor, b: Tensor | number): Tensor => {
   const bt = typeof b === 'number' ? scalarLike(b, a) : b;
-  const y = binaryKernel(op, a, bt, a.dtype === 'int32' && bt.dtype === 'int32' ? 'int32' : 'float32', op);
-  if (bt !== b) bt.dispose();
-  return y;
-}
+  return binaryKernel(name, a, bt, a.dtype === 'int32' && bt.dtype === 'int32' ? 'int32' : 'float32', name);
+});
 
 /** Comparisons give 1 or 0 (float32, or int32 for two int32 operands) and have no gradient. */
 export const eq = (a: Tensor, b: Tensor | number): Tensor => compare('eq', a, b);
@@ -196,7 +183,7 @@ export const lt = (a: Tensor, b: Tensor | number): Tensor => compare('lt', a, b)
 export const le = (a: Tensor, b: Tensor | number): Tensor => compare('le', a, b);
 
 /** cond != 0 ? a : b, broadcasting all three; mixed float inputs promote. */
-export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+export const where = op((cond: Tensor, a: Tensor, b: Tensor): Tensor => {
   sameBackend('where', cond, a, b);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, a.shape), b.shape);
   const y = empty(a, promote(a.dtype, b.dtype), shape);
@@ -205,20 +192,19 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     const zero = Tensor.empty([], gy.dtype, gy.backend);
     gy.backend.fill(zero.view, 0);
     const ga = where(c!, gy, zero), gb = where(c!, zero, gy);
-    zero.dispose();
     return [null, sumToShape(ga, a.shape), sumToShape(gb, b.shape)];
   });
-}
+});
 
 /** Converts to another dtype, rounding to nearest even; the gradient converts back. */
-export function to(x: Tensor, dtype: DType | string): Tensor {
+export const to = op((x: Tensor, dtype: DType | string): Tensor => {
   const d = parseDType(dtype);
   if (d === x.dtype) return x;
   if (x.requiresGrad && d === 'int32') throw new DTypeError(`to: cannot convert ${x.describe()}, which requires grad, to int32`);
   const y = empty(x, d);
-  x.backend.cast(x.view, y.view);
+  fusions(x.backend).cast(x.view, y.view);
   return record(y, 'to', [x], [], (gy) => [gy]);
-}
+});
 
 function tensorError(op: string): never {
   throw new DTypeError(`${op}: at least one operand must be a tensor`);

@@ -3,12 +3,13 @@
 // autocast's lower-precision category. Gradients reuse the same kernel with
 // transposed operands, so no transpose is ever materialised.
 
-import type { MatmulSpec } from '../../backend/backend.js';
+import type { MatmulShape } from '../../backend/backend.js';
 import { promote } from '../../dtype/dtype.js';
 import { lowerPrecision } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import { broadcastShapes, requireFloat, sameBackend } from '../helpers.js';
-import { Tensor, record, sizeOf } from '../tensor.js';
+import { Tensor, op, record, sizeOf } from '../tensor.js';
 import { expand, reshape } from './shape.js';
 import { sumToShape } from './reduce.js';
 
@@ -21,12 +22,12 @@ interface MatmulCall {
 function run(a: Tensor, b: Tensor, outShape: readonly number[], c: MatmulCall): Tensor {
   const dtype = promote(a.dtype, b.dtype);
   const y = Tensor.empty(outShape, dtype, a.backend);
-  const spec: MatmulSpec = {
+  const shape: MatmulShape = {
     batch: c.batch, m: c.m, n: c.n, k: c.k,
     transA: !!c.transA, transB: !!c.transB, strideA: c.strideA, strideB: c.strideB,
-    bias: c.bias?.view, gelu: c.gelu, preGelu: c.preGelu?.view,
   };
-  a.backend.matmul(a.view, b.view, y.view, spec);
+  if (c.bias || c.gelu) fusions(a.backend).matmulEpilogue(a.view, b.view, y.view, { ...shape, bias: c.bias?.view, gelu: c.gelu, preGelu: c.preGelu?.view });
+  else a.backend.matmul(a.view, b.view, y.view, shape);
   return y;
 }
 
@@ -34,17 +35,13 @@ function run(a: Tensor, b: Tensor, outShape: readonly number[], c: MatmulCall): 
  * Matrix product with numpy/PyTorch semantics: 1-D operands are promoted to
  * matrices and the added dimension removed; batch dimensions broadcast.
  */
-export function matmul(a0: Tensor, b0: Tensor): Tensor {
+export const matmul = op((a0: Tensor, b0: Tensor): Tensor => {
   requireFloat('matmul', a0, b0);
   sameBackend('matmul', a0, b0);
   if (b0.ndim === 2 && a0.ndim > 2) {
     // A shared matrix: fold the batch into rows, so the weight gradient is one product, not a batch to sum.
-    const rows = reshape(a0, [-1, a0.shape[a0.ndim - 1]!]);
-    const y = matmul(rows, b0);
-    const out = reshape(y, [...a0.shape.slice(0, -1), b0.shape[1]!]);
-    rows.dispose();
-    y.dispose();
-    return out;
+    const y = matmul(reshape(a0, [-1, a0.shape[a0.ndim - 1]!]), b0);
+    return reshape(y, [...a0.shape.slice(0, -1), b0.shape[1]!]);
   }
   const [a1, b1] = lowerPrecision(a0, b0);
   const a = a1.ndim === 1 ? reshape(a1, [1, a1.shape[0]!]) : a1;
@@ -64,25 +61,20 @@ export function matmul(a0: Tensor, b0: Tensor): Tensor {
   };
   const A = full(a, m, k), B = full(b, k, n);
   let outShape = [...batchShape, m, n];
-  const y0 = run(A.t, B.t, outShape, { batch, m, n, k, strideA: A.stride, strideB: B.stride });
-  let y = y0;
+  let y = run(A.t, B.t, outShape, { batch, m, n, k, strideA: A.stride, strideB: B.stride });
   if (a0.ndim === 1 || b0.ndim === 1) {
     outShape = [...batchShape, ...(a0.ndim === 1 ? [] : [m]), ...(b0.ndim === 1 ? [] : [n])];
-    y = reshape(y0, outShape);
-    y0.dispose();
+    y = reshape(y, outShape);
   }
   const yShape = [...batchShape, m, n];
-  const out = record(y, 'matmul', [A.t, B.t], [A.t, B.t], (gy0, [sa, sb]) => {
+  return record(y, 'matmul', [A.t, B.t], [A.t, B.t], (gy0, [sa, sb]) => {
     const gy = reshape(gy0, yShape);
     // dA = dY @ B^T, dB = A^T @ dY, over the full batch; broadcast batches are summed afterwards.
     const ga = A.t.requiresGrad ? run(gy, sb!, [...batchShape, m, k], { batch, m, n: k, k: n, transB: true, strideA: m * n, strideB: B.stride }) : null;
     const gb = B.t.requiresGrad ? run(sa!, gy, [...batchShape, k, n], { batch, m: k, n, k: m, transA: true, strideA: A.stride, strideB: m * n }) : null;
     return [ga && sumToShape(ga, A.t.shape), gb && sumToShape(gb, B.t.shape)];
   });
-  // The 1-D reshapes and batch expands made here are held by the graph (as aliases) where needed; drop ours.
-  for (const t of new Set([a, b, A.t, B.t])) if (t !== a1 && t !== b1) t.dispose();
-  return out;
-}
+});
 
 export interface DenseOptions {
   /** Weight stored [out, in] (PyTorch's nn.Linear) instead of [in, out] (GPT-2's Conv1D). */
@@ -96,7 +88,7 @@ export interface DenseOptions {
  * or [out, in] with `transposed`). The leading dimensions of x are flattened
  * into rows, so the weight gradient is a single product, not a batch to sum.
  */
-export function dense(x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: DenseOptions = {}): Tensor {
+export const dense = op((x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: DenseOptions = {}): Tensor => {
   requireFloat('dense', x0, w0);
   sameBackend('dense', x0, w0);
   const [x, w, bias] = lowerPrecision(x0, w0, bias0 ?? null);
@@ -111,7 +103,7 @@ export function dense(x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: Dense
   const pre = opts.gelu && needsPre(x, w, bias) ? Tensor.empty(outShape, promote(x.dtype, w.dtype), x.backend) : undefined;
   const y = run(x, w, outShape, { batch: 1, m: rows, n: nOut, k, transB: tr, strideA: 0, strideB: 0, bias, gelu: opts.gelu, preGelu: pre });
   const saved = pre ? [x, w, pre] : [x, w];
-  const out = record(y, opts.gelu ? 'dense_gelu' : 'dense', [x, w, bias], saved, (gy0, [sx, sw, spre]) => {
+  return record(y, opts.gelu ? 'dense_gelu' : 'dense', [x, w, bias], saved, (gy0, [sx, sw, spre]) => {
     // Through the GELU first, then the same three products as a plain dense layer.
     const gy = spre ? geluBackward(spre, gy0) : gy0;
     const gx = x.requiresGrad
@@ -125,9 +117,7 @@ export function dense(x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: Dense
     const gb = bias?.requiresGrad ? sumToShape(gy, [nOut]) : null;
     return [gx, gw, gb];
   });
-  pre?.dispose();
-  return out;
-}
+});
 
 function needsPre(...ts: (Tensor | null)[]): boolean {
   return ts.some((t) => t?.requiresGrad);
@@ -140,11 +130,11 @@ function geluBackward(pre: Tensor, gy: Tensor): Tensor {
 }
 
 /** PyTorch's F.linear: x @ weight^T + bias, weight stored [out, in]. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+export const linear = op((x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => {
   return dense(x, weight, bias, { transposed: true });
-}
+});
 
 /** bias + x @ w with w stored [in, out] (torch.addmm, GPT-2's Conv1D). */
-export function addmm(bias: Tensor, x: Tensor, w: Tensor): Tensor {
+export const addmm = op((bias: Tensor, x: Tensor, w: Tensor): Tensor => {
   return dense(x, w, bias);
-}
+});

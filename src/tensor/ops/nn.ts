@@ -4,9 +4,10 @@
 import type { HeadLayout, AttentionSpec } from '../../backend/backend.js';
 import { Generator } from '../../backend/random.js';
 import { float32Output, lowerPrecision } from '../dispatch.js';
+import { fusions } from '../fusions.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { normDim, requireFloat, requireInt, sameBackend } from '../helpers.js';
-import { Tensor, needsGrad, record, tidy } from '../tensor.js';
+import { Tensor, needsGrad, op, record } from '../tensor.js';
 import { mul } from './elementwise.js';
 import { matmul } from './linalg.js';
 import { permute, reshape, slice, transpose } from './shape.js';
@@ -23,10 +24,10 @@ function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
   const cols = x.shape[x.ndim - 1] ?? 1;
   const rows = x.size / Math.max(cols, 1);
   const y = Tensor.empty(x.shape, float32Output(x.dtype), x.backend);
-  x.backend.softmax(x.view, y.view, rows, cols, log);
+  fusions(x.backend).softmax(x.view, y.view, rows, cols, log);
   return record(y, name, [x], [y], (gy, [sy]) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
+    fusions(gy.backend).softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
     return [g];
   });
 }
@@ -34,26 +35,21 @@ function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
 function alongDim(x: Tensor, dim: number, name: string, f: (t: Tensor) => Tensor): Tensor {
   const d = normDim(name, dim, Math.max(x.ndim, 1));
   if (x.ndim === 0 || d === x.ndim - 1) return f(x);
-  const t = transpose(x, d, -1);
-  const y = f(t);
-  const out = transpose(y, d, -1);
-  t.dispose();
-  y.dispose();
-  return out;
+  return transpose(f(transpose(x, d, -1)), d, -1);
 }
 
-export function softmax(x: Tensor, dim = -1): Tensor {
+export const softmax = op((x: Tensor, dim: number = -1): Tensor => {
   return alongDim(x, dim, 'softmax', (t) => softmaxLast('softmax', t, false));
-}
+});
 
-export function logSoftmax(x: Tensor, dim = -1): Tensor {
+export const logSoftmax = op((x: Tensor, dim: number = -1): Tensor => {
   return alongDim(x, dim, 'logSoftmax', (t) => softmaxLast('logSoftmax', t, true));
-}
+});
 
 // ---- layer norm ----
 
 /** Layer norm over the last dimension, with optional gain and bias (fused forward and backward). */
-export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export const layerNorm = op((x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps: number = 1e-5): Tensor => {
   requireFloat('layerNorm', x);
   const cols = x.shape[x.ndim - 1]!;
   for (const [p, what] of [[weight, 'weight'], [bias, 'bias']] as const) {
@@ -65,24 +61,21 @@ export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | nul
   const b = x.backend;
   const y = Tensor.empty(x.shape, float32Output(x.dtype), b);
   const mean = Tensor.empty([rows], statDtype(x), b), rstd = Tensor.empty([rows], statDtype(x), b);
-  b.layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
+  fusions(b).layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
   const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
-  const out = record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
+  return record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
     const gx = Tensor.empty(x.shape, x.dtype, b);
     const gw = weight?.requiresGrad ? Tensor.empty(weight.shape, weight.dtype, b) : null;
     const gb = bias?.requiresGrad ? Tensor.empty(bias.shape, bias.dtype, b) : null;
-    b.layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
+    fusions(b).layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
     return [gx, gw, gb];
   });
-  mean.dispose();
-  rstd.dispose();
-  return out;
-}
+});
 
 // ---- embedding ----
 
 /** Rows of `weight` [num, dim] picked by int32 `ids`; the gradient is a scatter-add. */
-export function embedding(ids: Tensor, weight: Tensor): Tensor {
+export const embedding = op((ids: Tensor, weight: Tensor): Tensor => {
   requireInt('embedding', 'ids', ids);
   sameBackend('embedding', ids, weight);
   if (weight.ndim !== 2) throw new ShapeError(`embedding: weight must be 2-D, got ${weight.describe()}`);
@@ -95,7 +88,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
     gy.backend.scatterAdd(gy.view, sids!.view, g.view, sids!.size, dim);
     return [g];
   });
-}
+});
 
 // ---- cross-entropy ----
 
@@ -105,7 +98,7 @@ export interface CrossEntropyOptions {
 }
 
 /** Mean cross-entropy of logits [..., classes] against int32 targets [...], fused with log-softmax. */
-export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+export const crossEntropy = op((logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor => {
   requireFloat('crossEntropy', logits);
   requireInt('crossEntropy', 'targets', targets);
   sameBackend('crossEntropy', logits, targets);
@@ -118,33 +111,30 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const b = logits.backend;
   const loss = Tensor.empty([], float32Output(logits.dtype), b);
   const lse = Tensor.empty([rows], statDtype(logits), b), count = Tensor.empty([], 'float32', b);
-  b.crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
-  const out = record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
+  fusions(b).crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
+  return record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
     const g = Tensor.empty(logits.shape, logits.dtype, b);
-    b.crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
+    fusions(b).crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
     return [g];
   });
-  lse.dispose();
-  count.dispose();
-  return out;
-}
+});
 
 // ---- masking and dropout ----
 
 /** Fills positions above the causal diagonal of the last two dims [.., T, S] with `value` (default -inf). */
-export function causalMask(x: Tensor, value = -Infinity): Tensor {
+export const causalMask = op((x: Tensor, value: number = -Infinity): Tensor => {
   requireFloat('causalMask', x);
   if (x.ndim < 2) throw new ShapeError(`causalMask: need at least 2 dimensions, got ${fmtShape(x.shape)}`);
   const [t, s] = x.shape.slice(-2) as [number, number];
   const rows = x.size / (t * s);
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  x.backend.causalFill(x.view, y.view, rows, t, s, value);
+  fusions(x.backend).causalFill(x.view, y.view, rows, t, s, value);
   return record(y, 'causalMask', [x], [], (gy) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.causalFill(gy.view, g.view, rows, t, s, 0);
+    fusions(gy.backend).causalFill(gy.view, g.view, rows, t, s, 0);
     return [g];
   });
-}
+});
 
 let defaultGenerator = new Generator(0);
 
@@ -165,7 +155,7 @@ export interface DropoutOptions {
 }
 
 /** Zeroes each element with probability p and scales the rest by 1/(1-p); the mask is recomputed from the seed in backward. */
-export function dropout(x: Tensor, p: number, opts: DropoutOptions = {}): Tensor {
+export const dropout = op((x: Tensor, p: number, opts: DropoutOptions = {}): Tensor => {
   requireFloat('dropout', x);
   if (!(p >= 0 && p < 1)) throw new TensorError(`dropout: probability must be in [0, 1), got ${p}`);
   if (p === 0 || opts.training === false) return x;
@@ -177,7 +167,7 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions = {}): Tensor
     gy.backend.dropout(gy.view, g.view, p, key, start);
     return [g];
   });
-}
+});
 
 // ---- attention ----
 
@@ -195,28 +185,26 @@ function attentionCore(
   const b = q.backend;
   const o = Tensor.empty(outShape, q.dtype, b);
   const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], statDtype(q), b);
-  b.attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
+  fusions(b).attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
   const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
-  const out = record(o, name, inputs, saved, (go, s) => {
+  return record(o, name, inputs, saved, (go, s) => {
     const [sq, sk, sv, so, slse] = fused ? [s[0]!, s[0]!, s[0]!, s[1]!, s[2]!] : (s as [Tensor, Tensor, Tensor, Tensor, Tensor]);
     if (fused) {
       // q, k and v live in one [B, T, 3D] tensor, and so do their gradients.
       const g = Tensor.empty(q.shape, q.dtype, b);
-      b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+      fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
         g.view, layouts.q, g.view, layouts.k, g.view, layouts.v, spec);
       return [g];
     }
     const gq = Tensor.empty(q.shape, q.dtype, b), gk = Tensor.empty(k.shape, k.dtype, b), gv = Tensor.empty(v.shape, v.dtype, b);
-    b.attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
+    fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
       gq.view, layouts.q, gk.view, layouts.k, gv.view, layouts.v, spec);
     return [gq, gk, gv];
   });
-  lse.dispose();
-  return out;
 }
 
 /** softmax(q k^T * scale [+ causal mask]) v for q [B, H, T, d], k and v [B, H, S, d]; one fused kernel, lower precision under autocast. */
-export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, opts: AttentionOptions = {}): Tensor {
+export const scaledDotProductAttention = op((q0: Tensor, k0: Tensor, v0: Tensor, opts: AttentionOptions = {}): Tensor => {
   requireFloat('scaledDotProductAttention', q0, k0, v0);
   sameBackend('scaledDotProductAttention', q0, k0, v0);
   const [q, k, v] = lowerPrecision(q0, k0, v0);
@@ -234,7 +222,7 @@ export function scaledDotProductAttention(q0: Tensor, k0: Tensor, v0: Tensor, op
   const lay = (t: number): HeadLayout => ({ offset: 0, sB: H * t * d, sH: t * d, sT: d });
   const spec: AttentionSpec = { batch: B, heads: H, tq: T, tk: S, headDim: d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: !!opts.causal };
   return attentionCore('scaledDotProductAttention', [q, k, v], q, k, v, { q: lay(T), k: lay(S), v: lay(S), o: lay(T) }, spec, [B, H, T, d], false);
-}
+});
 
 export interface SelfAttentionOptions {
   /** Probability of zeroing each attention probability while training (nanoGPT's attn_dropout; default 0). */
@@ -250,7 +238,7 @@ export interface SelfAttentionOptions {
  * `dropout` > 0 the probabilities are dropped as nanoGPT does, through the
  * explicit form (the fused kernel never holds them).
  */
-export function causalSelfAttention(qkv0: Tensor, nHead: number, opts: SelfAttentionOptions = {}): Tensor {
+export const causalSelfAttention = op((qkv0: Tensor, nHead: number, opts: SelfAttentionOptions = {}): Tensor => {
   requireFloat('causalSelfAttention', qkv0);
   const p = opts.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new TensorError(`causalSelfAttention: dropout must be in [0, 1), got ${p}`);
@@ -265,7 +253,7 @@ export function causalSelfAttention(qkv0: Tensor, nHead: number, opts: SelfAtten
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('causalSelfAttention', [qkv], qkv, qkv, qkv,
     { q: inL(0), k: inL(1), v: inL(2), o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], true);
-}
+});
 
 /**
  * nanoGPT's attention without flash attention: the [B, H, T, T] probabilities
@@ -275,12 +263,11 @@ export function causalSelfAttention(qkv0: Tensor, nHead: number, opts: SelfAtten
 function attentionWithDropout(qkv: Tensor, nHead: number, p: number, generator?: Generator): Tensor {
   const [B, T, C3] = qkv.shape as [number, number, number];
   const C = C3 / 3, d = C / nHead;
-  return tidy(() => {
-    const heads = (part: number) => permute(reshape(slice(qkv, 2, part * C, (part + 1) * C), [B, T, nHead, d]), [0, 2, 1, 3]);
-    const scores = mul(matmul(heads(0), transpose(heads(1), -2, -1)), 1 / Math.sqrt(d));
-    const probs = dropout(softmax(causalMask(scores)), p, { generator });
-    return reshape(permute(matmul(probs, heads(2)), [0, 2, 1, 3]), [B, T, C]);
-  });
+  // Runs inside causalSelfAttention's scope, which releases every intermediate.
+  const heads = (part: number) => permute(reshape(slice(qkv, 2, part * C, (part + 1) * C), [B, T, nHead, d]), [0, 2, 1, 3]);
+  const scores = mul(matmul(heads(0), transpose(heads(1), -2, -1)), 1 / Math.sqrt(d));
+  const probs = dropout(softmax(causalMask(scores)), p, { generator });
+  return reshape(permute(matmul(probs, heads(2)), [0, 2, 1, 3]), [B, T, C]);
 }
 
 /**
@@ -293,7 +280,7 @@ function attentionWithDropout(qkv: Tensor, nHead: number, p: number, generator?:
  * through, so this op is inference-only: it refuses to run where autograd would
  * record it (use noGrad).
  */
-export function cachedSelfAttention(qkv0: Tensor, nHead: number, keys: Tensor, values: Tensor, offset: number): Tensor {
+export const cachedSelfAttention = op((qkv0: Tensor, nHead: number, keys: Tensor, values: Tensor, offset: number): Tensor => {
   requireFloat('cachedSelfAttention', qkv0, keys, values);
   sameBackend('cachedSelfAttention', qkv0, keys, values);
   const [qkv] = lowerPrecision(qkv0);
@@ -334,4 +321,4 @@ export function cachedSelfAttention(qkv0: Tensor, nHead: number, keys: Tensor, v
   const spec: AttentionSpec = { batch: B, heads: nHead, tq: T, tk: offset + T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
   return attentionCore('cachedSelfAttention', [qkv], qkv, keys, values,
     { q: fromQkv(0), k: cacheL, v: cacheL, o: { offset: 0, sB: T * C, sH: d, sT: C } }, spec, [B, T, C], false);
-}
+});

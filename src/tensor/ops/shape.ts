@@ -5,10 +5,11 @@ import { contiguousStrides } from '../../backend/backend.js';
 import { promoteAll } from '../../dtype/dtype.js';
 import { ShapeError, TensorError, fmtShape } from '../errors.js';
 import { broadcastShapes, normDim, sameBackend } from '../helpers.js';
-import { Storage, Tensor, record, sizeOf } from '../tensor.js';
+import { fusions } from '../fusions.js';
+import { Storage, Tensor, op, record, sizeOf } from '../tensor.js';
 import { sumToShape } from './reduce.js';
 
-export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+export const reshape = op((x: Tensor, shape: readonly number[]): Tensor => {
   const infer = shape.indexOf(-1);
   let dims = [...shape];
   if (infer >= 0) {
@@ -23,20 +24,20 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   }
   const y = new Tensor((x.storage as Storage).retain(), x.offset, dims, x.dtype);
   return record(y, 'reshape', [x], [], (gy) => [reshape(gy, x.shape)]);
-}
+});
 
-export function unsqueeze(x: Tensor, dim: number): Tensor {
+export const unsqueeze = op((x: Tensor, dim: number): Tensor => {
   const d = normDim('unsqueeze', dim, x.ndim + 1);
   return reshape(x, [...x.shape.slice(0, d), 1, ...x.shape.slice(d)]);
-}
+});
 
-export function squeeze(x: Tensor, dim?: number): Tensor {
+export const squeeze = op((x: Tensor, dim?: number): Tensor => {
   if (dim === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
   const d = normDim('squeeze', dim, x.ndim);
   return x.shape[d] === 1 ? reshape(x, x.shape.filter((_, i) => i !== d)) : reshape(x, x.shape);
-}
+});
 
-export function permute(x: Tensor, dims: readonly number[]): Tensor {
+export const permute = op((x: Tensor, dims: readonly number[]): Tensor => {
   if (dims.length !== x.ndim) throw new ShapeError(`permute: ${dims.length} dimensions given for ${x.describe()}`);
   const perm = dims.map((d) => normDim('permute', d, x.ndim));
   if (new Set(perm).size !== perm.length) throw new ShapeError(`permute: repeated dimension in [${dims.join(', ')}]`);
@@ -51,17 +52,17 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const inverse = new Array<number>(perm.length);
   perm.forEach((d, i) => { inverse[d] = i; });
   return record(y, 'permute', [x], [], (gy) => [permute(gy, inverse)]);
-}
+});
 
-export function transpose(x: Tensor, d0: number, d1: number): Tensor {
+export const transpose = op((x: Tensor, d0: number, d1: number): Tensor => {
   const a = normDim('transpose', d0, x.ndim), b = normDim('transpose', d1, x.ndim);
   const perm = x.shape.map((_, i) => i);
   perm[a] = b;
   perm[b] = a;
   return permute(x, perm);
-}
+});
 
-export function expand(x: Tensor, shape: readonly number[]): Tensor {
+export const expand = op((x: Tensor, shape: readonly number[]): Tensor => {
   const target = shape.map((d, i) => (d === -1 ? x.shape[x.ndim - shape.length + i] ?? -1 : d));
   const out = broadcastShapes('expand', x.shape, target);
   if (out.length !== target.length || out.some((d, i) => d !== target[i])) {
@@ -75,10 +76,10 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   });
   x.backend.copy({ view: x.view, offset: 0, strides }, { view: y.view, offset: 0, strides: contiguousStrides(out) }, out);
   return record(y, 'expand', [x], [], (gy) => [sumToShape(gy, x.shape)]);
-}
+});
 
 /** Elements start..end-1 along `dim` (negative indices count from the end, like Python). */
-export function slice(x: Tensor, dim: number, start: number, end?: number): Tensor {
+export const slice = op((x: Tensor, dim: number, start: number, end?: number): Tensor => {
   const d = normDim('slice', dim, x.ndim);
   const n = x.shape[d]!;
   const clamp = (i: number) => Math.min(Math.max(i < 0 ? i + n : i, 0), n);
@@ -94,10 +95,10 @@ export function slice(x: Tensor, dim: number, start: number, end?: number): Tens
     gy.backend.copy({ view: gy.view, offset: 0, strides: contiguousStrides(shape) }, { view: g.view, offset: s * strides[d]!, strides }, shape);
     return [g];
   });
-}
+});
 
 /** Concatenates along `dim`; mixed float dtypes promote. */
-export function cat(xs: readonly Tensor[], dim = 0): Tensor {
+export const cat = op((xs: readonly Tensor[], dim: number = 0): Tensor => {
   if (xs.length === 0) throw new TensorError('cat: no tensors given');
   sameBackend('cat', ...xs);
   const first = xs[0]!;
@@ -123,10 +124,10 @@ export function cat(xs: readonly Tensor[], dim = 0): Tensor {
     at += t.shape[d]!;
   }
   return record(y, 'cat', xs, [], (gy) => xs.map((t, i) => (t.requiresGrad ? slice(gy, d, starts[i]!, starts[i]! + t.shape[d]!) : null)));
-}
+});
 
-export function clone(x: Tensor): Tensor {
+export const clone = op((x: Tensor): Tensor => {
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  x.backend.cast(x.view, y.view);
+  fusions(x.backend).cast(x.view, y.view);
   return record(y, 'clone', [x], [], (gy) => [gy]);
-}
+});
