@@ -32,7 +32,7 @@ export function parsePrecision(raw: string): string {
 const presetNames = Object.keys(GPT_PRESETS);
 
 /** Options that map onto TrainConfig keys (camelCase of the option name). */
-const CONFIG_OPTIONS: OptionSpec[] = [
+export const CONFIG_OPTIONS: OptionSpec[] = [
   { name: 'precision', type: 'string', metavar: 'POLICY', default: D.precision, parse: parsePrecision,
     help: `${Object.keys(POLICY_PRESETS).join(', ')}, or a policy string such as params=float32,compute=bfloat16` },
   { name: 'loss-scale', type: 'string', metavar: 'dynamic|none|X', parse: parseLossScale, default: D.lossScale,
@@ -93,7 +93,7 @@ export const TRAIN_SPEC: CommandSpec = {
   ].join('\n'),
 };
 
-function camel(name: string): string {
+export function camel(name: string): string {
   return name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
