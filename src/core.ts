@@ -31,6 +31,7 @@ export { AdamW, ADAMW_DEFAULTS, ADAMW_RULE, type AdamWOptions } from './optim/ad
 export { SGD, SGD_DEFAULTS, sgdRule, type SGDOptions } from './optim/sgd.js';
 export { clipGradNorm } from './optim/clip.js';
 export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
+export { ampStep, type AmpStepOptions, type AmpStepResult, type AmpOptimizer } from './train/amp-step.js';
 
 export * from './nn/module.js';
 export * from './nn/gpt.js';
