@@ -8,12 +8,13 @@ import { MixprecError } from '../errors.js';
 import { GPT } from '../nn/gpt.js';
 import { tensor } from '../tensor/creation.js';
 import { tidy } from '../tensor/tensor.js';
+import { CpuBackend } from '../backend/cpu/backend.js';
 import { withPolicy, parsePolicy } from '../amp/policy.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { resolveTrainConfig, resolveLossScale, type TrainConfig } from '../train/config.js';
 import { createOptimizer, modelConfig, train, type TrainSummary } from '../train/trainer.js';
 import { readMetrics, METRICS_FILE } from '../train/metrics.js';
-import { selectBackend, type SelectedBackend } from '../train/select-backend.js';
+import { releaseBackend, selectBackend, type SelectedBackend } from '../train/select-backend.js';
 import { computeMemory, measureMemory } from './memory.js';
 import { NumericsObserver, type StatsRecord } from './observer.js';
 import { recommendScale } from './recommend.js';
@@ -57,7 +58,8 @@ export function slug(name: string): string {
 
 /** The memory of a set-up's model and optimizer, computed and measured on `selected`'s backend with one batch. */
 async function setupMemory(c: TrainConfig, selected: SelectedBackend): Promise<SetupResult['memory']> {
-  const backend = selected.backend;
+  // A fresh CPU backend has its own peak, so each set-up's activations are measured.
+  const backend = selected.kind === 'cpu' ? new CpuBackend() : selected.backend;
   const policy = parsePolicy(c.precision, resolveLossScale(c));
   const vocab = (await loadTokenizer(c.tokenizer)).vocabSize;
   const ids = Array.from({ length: c.batchSize * c.blockSize }, (_, i) => (i * 7919) % vocab);
@@ -145,7 +147,7 @@ export async function compare(opts: CompareOptions): Promise<{ results: SetupRes
       results.push(await readSetupResult(runDir, resolved, summary, memory, stopReason));
     }
   } finally {
-    selected.dispose?.();
+    releaseBackend(selected);
   }
   await writeFile(join(opts.out, RESULTS_FILE), `${JSON.stringify(results)}\n`);
   const reportFile = join(opts.out, REPORT_FILE);

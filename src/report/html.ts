@@ -38,7 +38,7 @@ function underflowHeatMap(r: SetupResult): string {
   const names = [...new Set(r.stats.flatMap((s) => s.tensors.filter((t) => t.kind.endsWith('grad')).map((t) => t.name)))];
   const lost = (t: TensorStats | undefined) => (t && t.nonFinite === 0 ? t.zeros + t.float16.underflow : null);
   return heatMap({
-    title: `${r.setup.name}: gradient values zero or below float16's range, per tensor`,
+    title: `${r.setup.name}: gradient values zero or lost in float16`,
     rowLabels: names,
     colLabels: r.stats.map((s) => String(s.step)),
     values: names.map((n) => r.stats.map((s) => lost(s.tensors.find((t) => t.name === n)))),
@@ -54,7 +54,7 @@ function memoryChart(results: readonly SetupResult[]): string {
       { name: 'gradients', value: m.gradients }, { name: 'optimizer moments', value: m.optimizerStates },
       { name: 'activations', value: m.activations ?? 0 },
     ];
-    return { label: `${r.setup.name} (${k})`, parts: parts.map((p) => ({ ...p, value: p.value / 2 ** 20 })) };
+    return { label: `${r.setup.name}, ${k}`, parts: parts.map((p) => ({ ...p, value: p.value / 2 ** 20 })) };
   }));
   return stackedBar({ title: 'Memory: computed from the tensors and measured on the backend', unit: 'MiB', bars });
 }
@@ -77,26 +77,26 @@ export function renderReport(results: readonly SetupResult[], opts: ReportOption
   const summary = summarize(results);
   const loss = lineChart({
     title: 'Training and validation loss', xLabel: 'step', yLabel: 'loss (nats/token)',
-    series: results.flatMap((r) => [
-      { name: `${r.setup.name} train`, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
-      { name: `${r.setup.name} val`, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },
+    series: results.flatMap((r, i) => [
+      { name: `${r.setup.name} train`, colorIndex: i, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
+      { name: `${r.setup.name} val`, colorIndex: i, dashed: true, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },
     ]),
   });
   const scaled = results.filter((r) => r.train.some((p) => p.scale !== 1));
   const scale = lineChart({
     title: 'Loss scale (skipped steps marked)', xLabel: 'step', yLabel: 'scale', logY: true, markerLabel: 'skipped step',
     series: scaled.map((r) => ({
-      name: r.setup.name, points: r.train.map((p) => ({ x: p.step, y: p.scale })),
+      name: r.setup.name, colorIndex: results.indexOf(r), points: r.train.map((p) => ({ x: p.step, y: p.scale })),
       markers: r.skipped.map((s) => ({ x: s.step, y: r.train.find((p) => p.step >= s.step)?.scale ?? r.train.at(-1)?.scale ?? 1 })),
     })),
   });
   const histogram = (kind: StatsKind, what: string) => {
     const series = results.flatMap((r) => { const h = lastHistogram(r, kind); return h ? [{ name: r.setup.name, counts: h.counts, low: h.low }] : []; });
-    return histogramChart({ title: `${what}: log2 |value| at the last sampled step (as the step saw them, scaled)`, low: series[0]?.low ?? -64, series, ranges: RANGES });
+    return histogramChart({ title: `${what}, last sample (scaled)`, low: series[0]?.low ?? -64, series, ranges: RANGES });
   };
   const charts = [
     ['loss', loss], ['loss-scale', scale],
-    ['activation-gradients', histogram('activation-grad', 'Activation gradients entering each block')],
+    ['activation-gradients', histogram('activation-grad', 'Activation gradients into each block')],
     ['weight-gradients', histogram('weight-grad', 'Weight gradients')],
     ...results.filter((r) => r.stats.length > 0).map((r, i) => [`underflow-${i}`, underflowHeatMap(r)]),
     ['memory', memoryChart(results)],

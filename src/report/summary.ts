@@ -79,7 +79,8 @@ function describe(v: Verdict, r: SetupResult, base: SetupResult | undefined): st
     else parts.push(`ends ${pct(-v.relativeToFp32)} below float32's final validation loss (${against})`);
     if (v.stalled) parts.push(`stalled: its loss fell by ${lossDrop(r)!.toFixed(3)}, less than ${pct(STALL_FRACTION, 0)} of float32's ${lossDrop(base)!.toFixed(3)}`);
   } else if (val !== null) parts.push(`final validation loss ${val.toFixed(4)}`);
-  if (v.lostToUnderflow !== null && v.lostToUnderflow > 0) {
+  // Below a thousandth of a percent it would print as 0.000%.
+  if (v.lostToUnderflow !== null && v.lostToUnderflow >= 5e-6) {
     parts.push(`lost ${pct(v.lostToUnderflow, 3)} of its gradient values to underflow (exact zeros ${pct(v.zeroFraction!, 3)}, float32 ${pct(v.zeroFraction! - v.lostToUnderflow, 3)})`);
   }
   if (v.skippedSteps > 0) {
