@@ -13,7 +13,7 @@ import { withPolicy, parsePolicy } from '../amp/policy.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { resolveTrainConfig, resolveLossScale, type TrainConfig } from '../train/config.js';
 import { createOptimizer, modelConfig, train, type TrainSummary } from '../train/trainer.js';
-import { readMetrics, METRICS_FILE } from '../train/metrics.js';
+import { readMetrics, METRICS_FILE, SUMMARY_FILE } from '../train/metrics.js';
 import { releaseBackend, selectBackend, type SelectedBackend } from '../train/select-backend.js';
 import { computeMemory, measureMemory } from './memory.js';
 import { NumericsObserver, type StatsRecord } from './observer.js';
@@ -153,6 +153,23 @@ export async function compare(opts: CompareOptions): Promise<{ results: SetupRes
   const reportFile = join(opts.out, REPORT_FILE);
   await writeFile(reportFile, renderReport(results, { title: 'mixprec compare', subtitle: opts.command }));
   return { results, reportFile };
+}
+
+/**
+ * The report of one training run (what `mixprec train` writes into its run
+ * directory), from its metrics.jsonl and summary.json.
+ */
+export async function writeRunReport(runDir: string, command: string, memory: SetupResult['memory'] = null): Promise<string> {
+  const records = await readMetrics(join(runDir, METRICS_FILE));
+  const start = records.find((r) => r.type === 'start');
+  if (!start || start.type !== 'start') throw new ReportError(`${join(runDir, METRICS_FILE)}: no start record, so no run to report`);
+  const config = start.config as Partial<TrainConfig>;
+  const summary = JSON.parse(await readFile(join(runDir, SUMMARY_FILE), 'utf8').catch(() => 'null')) as TrainSummary | null;
+  const setup: SetupSpec = { name: String(config.precision ?? start.precision), precision: String(config.precision ?? start.precision), lossScale: config.lossScale ?? 'auto', masterWeights: config.masterWeights ?? true };
+  const result = await readSetupResult(runDir, setup, summary, memory);
+  const file = join(runDir, REPORT_FILE);
+  await writeFile(file, renderReport([result], { title: `mixprec train: ${runDir}`, subtitle: command }));
+  return file;
 }
 
 /** Renders report.html again from a comparison's results.json. */

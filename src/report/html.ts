@@ -47,8 +47,8 @@ function underflowHeatMap(r: SetupResult): string {
 }
 
 function memoryChart(results: readonly SetupResult[]): string {
-  const bars = results.filter((r) => r.memory).flatMap((r) => (['computed', 'measured'] as const).map((k) => {
-    const m = r.memory![k];
+  const bars = results.filter((r) => r.memory).flatMap((r) => (['computed', 'measured'] as const).filter((k) => r.memory![k]).map((k) => {
+    const m = r.memory![k]!;
     const parts = [
       { name: 'parameters', value: m.parameters }, { name: 'master weights', value: m.masterWeights },
       { name: 'gradients', value: m.gradients }, { name: 'optimizer moments', value: m.optimizerStates },
