@@ -16,12 +16,12 @@ export interface ReportOptions {
 
 /** float16's ranges on a log2 axis, and bfloat16's as a strip under the plot. */
 export const RANGES: readonly ShadedRange[] = [
-  { from: -80, to: -24, label: 'float16: lost (rounds to 0)', color: '#d62728' },
-  { from: -24, to: -14, label: 'float16: subnormal', color: '#ffbf00' },
-  { from: -14, to: 16, label: 'float16: normal', color: '#2ca02c' },
-  { from: 16, to: 40, label: 'float16: overflow', color: '#7f3fbf' },
-  { from: -133, to: -126, label: 'bfloat16: subnormal', color: '#ffbf00', strip: true },
-  { from: -126, to: 128, label: 'bfloat16: normal (strip)', color: '#17becf', strip: true },
+  { from: -80, to: -24, label: 'float16 lost (to 0)', color: '#d62728' },
+  { from: -24, to: -14, label: 'float16 subnormal', color: '#ffbf00' },
+  { from: -14, to: 16, label: 'float16 normal', color: '#2ca02c' },
+  { from: 16, to: 40, label: 'float16 overflow', color: '#7f3fbf' },
+  { from: -133, to: -126, label: 'bfloat16 subnormal', color: '#ffbf00', strip: true },
+  { from: -126, to: 128, label: 'bfloat16 normal (strip)', color: '#17becf', strip: true },
 ];
 
 /** The summed histogram of one kind of tensor in a set-up's last finite sample. */
@@ -75,8 +75,11 @@ function table(results: readonly SetupResult[]): string {
 export function renderReport(results: readonly SetupResult[], opts: ReportOptions = {}): string {
   const title = opts.title ?? 'mixprec numerics report';
   const summary = summarize(results);
+  const losses = results.flatMap((r) => [...r.train.map((p) => p.loss), ...r.eval.map((p) => p.valLoss)]).filter((x) => x > 0 && Number.isFinite(x));
+  // A loss that falls by orders of magnitude is read on a log axis.
+  const logLoss = losses.length > 0 && Math.max(...losses) / Math.min(...losses) > 16;
   const loss = lineChart({
-    title: 'Training and validation loss', xLabel: 'step', yLabel: 'loss (nats/token)',
+    title: `Training and validation loss${logLoss ? ' (log scale)' : ''}`, xLabel: 'step', yLabel: 'loss (nats/token)', logY: logLoss,
     series: results.flatMap((r, i) => [
       { name: `${r.setup.name} train`, colorIndex: i, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
       { name: `${r.setup.name} val`, colorIndex: i, dashed: true, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },
