@@ -43,22 +43,21 @@ export class StepWatch {
 
   /**
    * At a logging step: when steps were skipped since the last one, records the
-   * latest overflow by gradient name; when the scale would have fallen below
-   * minScale, runs `beforeStop` (a checkpoint) and throws LossScaleCollapsedError.
+   * latest overflow by gradient name (and tells `onSkip`); when the scale would
+   * have fallen below minScale, runs `beforeStop` (a checkpoint) and throws LossScaleCollapsedError.
    */
-  async atLog(step: number, skipped: number, beforeStop: () => Promise<unknown>): Promise<SkipRecord | null> {
-    let record: SkipRecord | null = null;
+  async atLog(step: number, skipped: number, on: { onSkip?: (r: SkipRecord) => void; beforeStop: () => Promise<unknown> }): Promise<void> {
     if (skipped > this.skipped) {
       const last = await this.scaler.lastOverflow();
-      record = { type: 'skip', step, skipped, tensor: last?.tensors[0] ?? null, tensors: last?.tensors ?? [] };
+      const record: SkipRecord = { type: 'skip', step, skipped, tensor: last?.tensors[0] ?? null, tensors: last?.tensors ?? [] };
       this.append(record);
+      on.onSkip?.(record);
     }
     this.skipped = skipped;
     await this.scaler.checkScale().catch(async (e: unknown) => {
-      if (e instanceof LossScaleCollapsedError) await beforeStop();
+      if (e instanceof LossScaleCollapsedError) await on.beforeStop();
       throw e;
     });
-    return record;
   }
 
   dispose(): void {

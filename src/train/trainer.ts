@@ -406,8 +406,7 @@ export class Trainer {
         this.lastRecord = record;
         this.metrics?.append(record);
         hooks.onLog?.(record);
-        const skip = await this.watch.atLog(this.step, record.skipped, () => this.timedSave(hooks));
-        if (skip) hooks.onSkip?.(skip);
+        await this.watch.atLog(this.step, record.skipped, { onSkip: hooks.onSkip, beforeStop: () => this.timedSave(hooks) });
       }
       if (this.step % c.evalInterval === 0 || this.step === c.maxSteps) evalSec = (await this.runEval(hooks)).seconds;
       if (c.saveInterval > 0 && this.step % c.saveInterval === 0 && this.step < c.maxSteps) saveSec = await this.timedSave(hooks);

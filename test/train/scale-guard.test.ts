@@ -14,11 +14,11 @@ describe('minScale', () => {
     const runDir = join(root, 'run');
     const skips: SkipRecord[] = [];
     // The initial 2^16 overflows float16 within the first steps of this run (two skipped steps without a minimum).
-    const config = tinyConfig(dataFile, { precision: 'fp16', maxSteps: 30, minScale: 2 ** 16, evalInterval: 100 });
+    const config = tinyConfig(dataFile, { precision: 'fp16', dropout: 0, maxSteps: 30, minScale: 2 ** 16, evalInterval: 100 });
     const err = await train(config, { runDir, onSkip: (r) => skips.push(r) }).then(() => null, (e: Error) => e);
     assert.ok(err instanceof LossScaleCollapsedError, `expected LossScaleCollapsedError, got ${err}`);
     assert.match(err.message, /would fall below minScale 65536/);
-    assert.match(err.message, /the gradients of \S+ overflowed most recently/);
+    assert.match(err.message, /the gradients of .+ overflowed most recently/);
     const records = await readMetrics(join(runDir, 'metrics.jsonl'));
     const skip = records.find((r) => r.type === 'skip') as SkipRecord | undefined;
     assert.ok(skip && skip.tensor, 'the skipped step is logged with the gradient named');
@@ -32,8 +32,8 @@ describe('minScale', () => {
 
   it('without a minimum the same run completes, skipping those steps', async () => {
     const { root, dataFile } = await tempRunRoot('mixprec-minscale-');
-    const summary = await train(tinyConfig(dataFile, { precision: 'fp16', maxSteps: 12, evalInterval: 100 }), { runDir: join(root, 'run') });
-    assert.equal(summary.steps, 12);
+    const summary = await train(tinyConfig(dataFile, { precision: 'fp16', dropout: 0, maxSteps: 30, evalInterval: 100 }), { runDir: join(root, 'run') });
+    assert.equal(summary.steps, 30);
     assert.ok(summary.skippedSteps > 0, 'the set-up does overflow');
   });
 });
