@@ -1,8 +1,8 @@
 // Fused transformer kernels of the CPU backend: softmax, layer norm, embedding,
 // cross-entropy and causal attention, each with its backward.
 
-import type { AttentionSpec, HeadLayout, View } from '../backend.js';
-import { inout, output, values, type Num } from './arrays.js';
+import { IndexOutOfRangeError, type AttentionSpec, type HeadLayout, type HostArray, type View } from '../backend.js';
+import { inout, output, values } from './arrays.js';
 
 export function softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
   const xs = values(x);
@@ -105,8 +105,19 @@ export function layerNormBackward(
   if (gbv && gb) { const o = output(gbv); o.arr.set(gb); o.commit(); }
 }
 
+/** Throws IndexOutOfRangeError for the first entry of ids[0, n) outside [0, limit) that is not `allowed`. */
+function checkIndices(
+  ids: ArrayLike<number>, n: number, limit: number, what: IndexOutOfRangeError['what'], allowed?: number,
+): void {
+  for (let i = 0; i < n; i++) {
+    const v = ids[i]!;
+    if ((v < 0 || v >= limit) && v !== allowed) throw new IndexOutOfRangeError(what, i, v, limit, allowed);
+  }
+}
+
 export function gather(table: View, ids: View, out: View, n: number, dim: number): void {
   const t = values(table), id = values(ids);
+  checkIndices(id, n, table.size / dim, 'token id');
   const o = output(out);
   for (let i = 0; i < n; i++) {
     const row = id[i]!;
@@ -117,6 +128,7 @@ export function gather(table: View, ids: View, out: View, n: number, dim: number
 
 export function scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void {
   const gs = values(g), id = values(ids);
+  checkIndices(id, n, out.size / dim, 'token id');
   const o = inout(out);
   const y = o.arr;
   for (let i = 0; i < n; i++) {
@@ -131,6 +143,7 @@ export function crossEntropy(
   rows: number, cols: number, ignoreIndex: number,
 ): void {
   const x = values(logits), t = values(targets);
+  checkIndices(t, rows, cols, 'target', ignoreIndex);
   const lo = output(lse);
   let total = 0, counted = 0;
   for (let r = 0; r < rows; r++) {
@@ -183,7 +196,7 @@ function packHead(src: ArrayLike<number>, L: HeadLayout, b: number, h: number, t
   return out;
 }
 
-function unpackHead(block: Float64Array, dst: Num, L: HeadLayout, b: number, h: number, t: number, d: number): void {
+function unpackHead(block: Float64Array, dst: HostArray, L: HeadLayout, b: number, h: number, t: number, d: number): void {
   for (let i = 0; i < t; i++) {
     const s = at(L, b, h, i);
     for (let c = 0; c < d; c++) dst[s + c] = block[i * d + c]!;
@@ -248,7 +261,7 @@ export function attentionBackward(
   const { batch, heads, tq, tk, headDim: d, scale } = spec;
   // Gradients accumulate in float64 and are stored once. gq, gk and gv may be one fused buffer:
   // then they must share one output, or 16-bit commits would clobber each other. Views are compared
-  // by what they address, not by object identity (each `tensor.view` is a fresh object).
+  // by what they address, not by object identity (each `tensor.storageView` is a fresh object).
   const same = (x: View, y: View) => x.buf === y.buf && x.offset === y.offset && x.size === y.size;
   const gq = inout(gqv);
   const gk = same(gkv, gqv) ? gq : inout(gkv);

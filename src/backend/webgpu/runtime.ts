@@ -265,14 +265,16 @@ export class Runtime {
     this.stats.submits++;
   }
 
-  /** Makes a host write into `block` safe: if the pending group uses the block, submit it first. */
-  beforeHostWrite(block: Block): void {
-    if (block.lastUse === this.serial) this.flush();
-  }
-
+  /**
+   * Submits the pending group before writing (which also makes writing into a block it uses safe):
+   * groups then start at the same place in every repetition of a training step (its first host
+   * write, the batch), so the step's dispatches get the same uniform offsets and therefore the
+   * same cached bind groups every time. (Flushing only when the group used the block let the group
+   * boundaries drift from step to step, multiplying the distinct bind groups past the cache's limit.)
+   */
   writeBytes(block: Block, byteOffset: number, data: ArrayBufferView): void {
     this.check();
-    this.beforeHostWrite(block);
+    this.flush();
     this.device.queue.writeBuffer(block.gpu, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
