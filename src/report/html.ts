@@ -56,7 +56,8 @@ function memoryChart(results: readonly SetupResult[]): string {
     ];
     return { label: `${r.setup.name}, ${k}`, parts: parts.map((p) => ({ ...p, value: p.value / 2 ** 20 })) };
   }));
-  return stackedBar({ title: 'Memory: computed from the tensors and measured on the backend', unit: 'MiB', bars });
+  // A GPU backend's pool keeps freed buffers for reuse, and counts them: its measured bytes can exceed the tensors'.
+  return stackedBar({ title: 'Memory: computed from the tensors, measured by the backend', unit: 'MiB', bars });
 }
 
 function table(results: readonly SetupResult[]): string {
@@ -75,11 +76,14 @@ function table(results: readonly SetupResult[]): string {
 export function renderReport(results: readonly SetupResult[], opts: ReportOptions = {}): string {
   const title = opts.title ?? 'mixprec numerics report';
   const summary = summarize(results);
-  const losses = results.flatMap((r) => [...r.train.map((p) => p.loss), ...r.eval.map((p) => p.valLoss)]).filter((x) => x > 0 && Number.isFinite(x));
+  // The axis ends a little above the largest first loss, so a diverging set-up does not flatten the others.
+  const firsts = results.map((r) => r.train[0]?.loss ?? NaN).filter(Number.isFinite).sort((a, b) => a - b);
+  const yMax = firsts.length ? 1.5 * firsts[Math.floor(firsts.length / 2)]! : Infinity;
+  const losses = results.flatMap((r) => [...r.train.map((p) => p.loss), ...r.eval.map((p) => p.valLoss)]).filter((x) => x > 0 && x <= yMax);
   // A loss that falls by orders of magnitude is read on a log axis.
   const logLoss = losses.length > 0 && Math.max(...losses) / Math.min(...losses) > 16;
   const loss = lineChart({
-    title: `Training and validation loss${logLoss ? ' (log scale)' : ''}`, xLabel: 'step', yLabel: 'loss (nats/token)', logY: logLoss,
+    title: `Training and validation loss${logLoss ? ' (log scale)' : ''}`, xLabel: 'step', yLabel: 'loss (nats/token)', logY: logLoss, yMax,
     series: results.flatMap((r, i) => [
       { name: `${r.setup.name} train`, colorIndex: i, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
       { name: `${r.setup.name} val`, colorIndex: i, dashed: true, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },

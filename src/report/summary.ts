@@ -73,7 +73,11 @@ function describe(v: Verdict, r: SetupResult, base: SetupResult | undefined): st
   const parts: string[] = [];
   const val = r.finalValLoss;
   if (r.status === 'stopped') parts.push(`stopped at step ${r.steps}: ${r.stopReason ?? 'no reason given'}`);
-  else if (v.diverged) parts.push(`diverged (final validation loss ${val === null ? 'missing' : loss(val)}, above its starting loss ${r.train[0] ? loss(r.train[0].loss) : '?'})`);
+  else if (v.diverged) {
+    // NaN becomes null in JSON: either way there is no finite final loss.
+    parts.push(val === null || !Number.isFinite(val) ? 'diverged (no finite final validation loss)'
+      : `diverged (final validation loss ${loss(val)}, above its first logged training loss ${loss(r.train[0]!.loss)})`);
+  }
   else if (base && v.relativeToFp32 !== null) {
     const against = `${loss(val!)} against float32's ${loss(base.finalValLoss!)}`;
     if (v.follows) parts.push(`follows float32 within ${pct(FOLLOW_TOLERANCE, 0)} (final validation loss ${against}, ${v.relativeToFp32 >= 0 ? '+' : ''}${pct(v.relativeToFp32)})`);

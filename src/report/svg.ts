@@ -25,6 +25,8 @@ export interface LineChartSpec {
   logY?: boolean;
   /** What a marker means, for the legend. */
   markerLabel?: string;
+  /** Clip y at this value (a diverged series would flatten the others); clipped points are drawn on the top edge. */
+  yMax?: number;
 }
 
 export interface ShadedRange {
@@ -109,7 +111,9 @@ function axes(xLabel: string, yLabel: string): string {
 }
 
 export function lineChart(spec: LineChartSpec): string {
-  const fy = spec.logY ? (y: number) => Math.log2(y) : (y: number) => y;
+  const cap = spec.yMax ?? Infinity;
+  // A NaN written to JSON reads back as null: not a point.
+  const fy = (y: number | null) => { if (typeof y !== 'number') return NaN; const c = Math.min(y, cap); return spec.logY ? Math.log2(c) : c; };
   const all = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(fy(p.y)));
   if (all.length === 0) return frame('line', spec.title, text(W / 2, H / 2, 'no data', 'text-anchor="middle"'));
   const xs = all.map((p) => p.x), ys = all.map((p) => fy(p.y));
