@@ -46,3 +46,14 @@ export * from './backend/webgpu/errors.js';
 export { ByteTokenizer, GPT2Tokenizer, loadTokenizer, TOKENIZER_NAMES, type Tokenizer, type TokenizerName } from './data/tokenizer.js';
 export { BatchSampler, evalBatches } from './data/batches.js';
 export { DataError, TokenizerError } from './data/errors.js';
+
+export { tensorStats, StatsError, HISTOGRAM_LOW, HISTOGRAM_HIGH, type TensorStats, type StatsEntry, type StatsKind, type RangeFractions } from './report/stats.js';
+export { LossScaleCollapsedError, type StepStatus, type StepStatusInfo } from './amp/grad-scaler.js';
+export type { OverflowInfo } from './amp/overflow-record.js';
+export { NonFiniteFinder, describeNonFinite, type NonFiniteReport, type CheckedTensor } from './report/culprit.js';
+export { recommendScale, type ScaleRecommendation, type StatsSample } from './report/recommend.js';
+export { computeMemory, measureMemory, type MemoryBreakdown } from './report/memory.js';
+export { summarize, FOLLOW_TOLERANCE, type Summary, type Verdict } from './report/summary.js';
+export { renderReport, type ReportOptions } from './report/html.js';
+export { ReportError, type SetupSpec, type SetupResult } from './report/results.js';
+export * as charts from './report/svg.js';

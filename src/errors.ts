@@ -38,6 +38,9 @@ export const ERROR_CODES = {
   TOKENIZER_INVALID: { error: 'TokenizerError', meaning: 'an unknown tokenizer, or ids it cannot decode' },
   TRAIN_CONFIG_INVALID: { error: 'TrainConfigError', meaning: 'a training option out of range or inconsistent' },
   QUANTIZE_INVALID: { error: 'QuantizeError', meaning: 'a weight format or quantized tensor that cannot be built, stored or loaded' },
+  STATS_INVALID: { error: 'StatsError', meaning: 'a tensor that statistics cannot be computed for (disposed, integer, empty)' },
+  LOSS_SCALE_COLLAPSED: { error: 'LossScaleCollapsedError', meaning: 'the dynamic loss scale fell below its minimum (minScale)' },
+  REPORT_INVALID: { error: 'ReportError', meaning: 'report or comparison input that cannot be used (set-ups, metrics, options)' },
   CLI_USAGE: { error: 'UsageError', meaning: 'a command line that does not parse' },
 } as const;
 

@@ -8,7 +8,8 @@
 
 import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/registry.js';
-import { UNSCALE_RULE, UPDATE_SCALE_RULE } from './loss-scale-rules.js';
+import { GUARDED_UPDATE_SCALE_RULE, UNSCALE_RULE, UPDATE_SCALE_RULE } from './loss-scale-rules.js';
+import { OverflowRecord, type OverflowInfo } from './overflow-record.js';
 import { Tensor, keep } from '../tensor/tensor.js';
 import { mul } from '../tensor/ops.js';
 import { fusions } from '../tensor/fusions.js';
@@ -31,6 +32,25 @@ export class GradScalerError extends MixprecError {
   override readonly code: ErrorCode = 'GRAD_SCALER_MISUSE';
 }
 
+/** The loss scale fell below GradScalerOptions.minScale: the run cannot recover by scaling. */
+export class LossScaleCollapsedError extends MixprecError {
+  override readonly code: ErrorCode = 'LOSS_SCALE_COLLAPSED';
+}
+
+/** What a step did, read on demand from the device (see StepStatus.read). */
+export interface StepStatusInfo {
+  applied: boolean;
+  /** The gradients that held inf or NaN (why the step was skipped), by parameter name; the first is `firstNonFinite`. */
+  nonFinite: string[];
+  firstNonFinite: string | null;
+}
+
+/** The outcome of one scaler.step(optimizer), kept on the device until read. */
+export interface StepStatus {
+  /** Reads the outcome back. Valid until the next unscale of the same optimizer. */
+  read(): Promise<StepStatusInfo>;
+}
+
 export interface GradScalerOptions {
   initScale?: number;
   growthFactor?: number;
@@ -39,6 +59,13 @@ export interface GradScalerOptions {
   enabled?: boolean;
   /** false keeps the scale fixed at initScale (steps with inf/NaN are still skipped). */
   dynamic?: boolean;
+  /**
+   * Never back off below this scale: a back-off that would is recorded on the
+   * device and `checkScale()` throws LossScaleCollapsedError. Default 0 (off, as PyTorch).
+   */
+  minScale?: number;
+  /** Back off only after this many consecutive overflows (DeepSpeed's hysteresis). Default 1 (PyTorch). */
+  hysteresis?: number;
   backend?: Backend;
 }
 
@@ -63,7 +90,13 @@ export class GradScaler {
   growthFactor: number;
   backoffFactor: number;
   growthInterval: number;
+  readonly minScale: number;
+  readonly hysteresis: number;
   private readonly backend: Backend;
+  /** The guards' device state: [consecutive overflows left before a back-off, collapsed flag]. */
+  private hysteresisLeftT: Tensor | null = null;
+  private collapsedT: Tensor | null = null;
+  private readonly records = new Map<ScalableOptimizer, OverflowRecord>();
   private scaleT: Tensor | null = null;
   private trackerT: Tensor | null = null;
   private initScale: number;
@@ -77,6 +110,11 @@ export class GradScaler {
     this.enabled = opts.enabled ?? true;
     this.dynamic = opts.dynamic ?? true;
     this.backend = opts.backend ?? getBackend();
+    this.minScale = opts.minScale ?? 0;
+    this.hysteresis = opts.hysteresis ?? 1;
+    if (!(this.minScale >= 0 && Number.isFinite(this.minScale))) throw new GradScalerError(`minScale must be a finite number >= 0, got ${this.minScale}`);
+    if (!(Number.isSafeInteger(this.hysteresis) && this.hysteresis >= 1)) throw new GradScalerError(`hysteresis must be an integer >= 1, got ${this.hysteresis}`);
+    if (this.minScale > this.initScale) throw new GradScalerError(`minScale ${this.minScale} is above initScale ${this.initScale}`);
     if (!(this.growthFactor > 1)) throw new GradScalerError(`growthFactor must be > 1, got ${this.growthFactor}`);
     if (!(this.backoffFactor > 0 && this.backoffFactor < 1)) throw new GradScalerError(`backoffFactor must be in (0, 1), got ${this.backoffFactor}`);
     if (!(this.growthInterval > 0)) throw new GradScalerError(`growthInterval must be positive, got ${this.growthInterval}`);
@@ -87,6 +125,21 @@ export class GradScaler {
     if (this.scaleT) return;
     this.scaleT = keep(full([], this.initScale, { backend: this.backend }));
     this.trackerT = keep(full([], 0, { backend: this.backend }));
+    if (this.guarded) {
+      this.hysteresisLeftT = keep(full([], this.hysteresis, { backend: this.backend }));
+      this.collapsedT = keep(full([], 0, { backend: this.backend }));
+    }
+  }
+
+  /** Whether the scale update has guards (minScale or hysteresis). */
+  private get guarded(): boolean {
+    return this.minScale > 0 || this.hysteresis > 1;
+  }
+
+  private record(opt: ScalableOptimizer): OverflowRecord {
+    let r = this.records.get(opt);
+    if (!r) this.records.set(opt, (r = new OverflowRecord()));
+    return r;
   }
 
   /** The 1-element float32 scale tensor (on the backend). */
@@ -129,17 +182,51 @@ export class GradScaler {
     b.update(UNSCALE_RULE, {
       hypers: {}, scalars: { scale: this.scaleT!.storageView, foundInf: s.foundInf.storageView }, tensors: grads.map((g) => ({ grad: g.storageView })),
     });
+    this.record(optimizer).record(grads, s.foundInf);
     s.stage = 'unscaled';
   }
 
-  /** Unscales if not done yet, then steps the optimizer unless a gradient was inf/NaN (decided on the device). */
-  step(optimizer: ScalableOptimizer): void {
-    if (!this.enabled) return optimizer.step();
+  /**
+   * Unscales if not done yet, then steps the optimizer unless a gradient was
+   * inf/NaN (decided on the device). Returns the step's status, which stays on
+   * the device until read.
+   */
+  step(optimizer: ScalableOptimizer): StepStatus {
+    if (!this.enabled) {
+      optimizer.step();
+      return { read: async () => ({ applied: true, nonFinite: [], firstNonFinite: null }) };
+    }
     const s = this.state(optimizer);
     if (s.stage === 'stepped') throw new GradScalerError('step() has already been called since the last update().');
     if (s.stage === 'ready') this.unscale(optimizer);
     optimizer.step({ foundInf: s.foundInf! });
     s.stage = 'stepped';
+    const record = this.record(optimizer), unscale = record.unscales;
+    return {
+      read: async () => {
+        if (record.unscales !== unscale) throw new GradScalerError(`the status of unscale ${unscale} was read after unscale ${record.unscales}: read it before the next step, or use lastOverflow()`);
+        const info = await record.latest();
+        return { applied: info === null, nonFinite: info?.tensors ?? [], firstNonFinite: info?.tensors[0] ?? null };
+      },
+    };
+  }
+
+  /** The most recent overflow over all optimizers: which unscale and which gradients (reads back). */
+  async lastOverflow(): Promise<OverflowInfo | null> {
+    const all = await Promise.all([...this.records.values()].map((r) => r.lastOverflow()));
+    return all.reduce<OverflowInfo | null>((a, r) => (r && (!a || r.unscale > a.unscale) ? r : a), null);
+  }
+
+  /**
+   * Throws LossScaleCollapsedError when a back-off would have taken the scale
+   * below minScale (reads one flag back; call it when convenient, e.g. at logging steps).
+   */
+  async checkScale(): Promise<void> {
+    if (!this.enabled || !this.collapsedT || (await this.collapsedT.item()) === 0) return;
+    const last = await this.lastOverflow();
+    const scale = await this.getScale();
+    throw new LossScaleCollapsedError(`the loss scale would fall below minScale ${this.minScale} (it is ${scale}, backoff factor ${this.backoffFactor})`
+      + `${last ? `: the gradients of ${last.tensors.join(', ')} overflowed most recently` : ''}`);
   }
 
   /**
@@ -167,11 +254,15 @@ export class GradScaler {
           if (acc !== flags[0]) acc.dispose();
           return sum;
         }, flags[0]!);
-        b.update(UPDATE_SCALE_RULE, {
-          hypers: { growthFactor: this.growthFactor, backoffFactor: this.backoffFactor, growthInterval: this.growthInterval },
-          scalars: { scale: this.scaleT!.storageView, growthTracker: this.trackerT!.storageView, foundInf: combined.storageView },
-          tensors: [],
-        });
+        const hypers = { growthFactor: this.growthFactor, backoffFactor: this.backoffFactor, growthInterval: this.growthInterval };
+        const scalars = { scale: this.scaleT!.storageView, growthTracker: this.trackerT!.storageView, foundInf: combined.storageView };
+        if (this.guarded) {
+          b.update(GUARDED_UPDATE_SCALE_RULE, {
+            hypers: { ...hypers, hysteresis: this.hysteresis, minScale: this.minScale },
+            scalars: { ...scalars, hysteresisLeft: this.hysteresisLeftT!.storageView, collapsed: this.collapsedT!.storageView },
+            tensors: [],
+          });
+        } else b.update(UPDATE_SCALE_RULE, { hypers, scalars, tensors: [] });
         if (combined !== flags[0]) combined.dispose();
       }
     }
@@ -229,6 +320,11 @@ export class GradScaler {
   dispose(): void {
     this.scaleT?.dispose();
     this.trackerT?.dispose();
+    this.hysteresisLeftT?.dispose();
+    this.collapsedT?.dispose();
+    this.hysteresisLeftT = this.collapsedT = null;
+    for (const r of this.records.values()) r.dispose();
+    this.records.clear();
     for (const s of this.perOptimizer.values()) s.foundInf?.dispose();
     this.perOptimizer.clear();
     this.scaleT = this.trackerT = null;

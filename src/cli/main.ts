@@ -1,4 +1,4 @@
-// The `mixprec` command line: `mixprec <train|eval|generate|quantize> [options]`.
+// The `mixprec` command line: `mixprec <train|eval|generate|quantize|compare> [options]`.
 // bin/mixprec.js runs the compiled form of this file; during development
 // `node --import tsx src/cli/main.ts ...` runs it from source.
 
@@ -11,6 +11,7 @@ import { generateCommand } from './generate.js';
 import { quantizeCommand } from './quantize.js';
 import type { OutputStream } from './progress.js';
 import { trainCommand } from './train.js';
+import { compareCommand } from './compare.js';
 
 type Command = (argv: readonly string[], out: OutputStream, err: OutputStream) => Promise<number>;
 
@@ -19,6 +20,7 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   eval: { run: evalCommand, summary: 'validation loss and perplexity of a checkpoint' },
   generate: { run: generateCommand, summary: 'sample text from a checkpoint' },
   quantize: { run: quantizeCommand, summary: 'write a model in an inference weight format (int8, int4, fp16, bf16)' },
+  compare: { run: compareCommand, summary: 'train under several precision set-ups and write report.html comparing them' },
 };
 
 const USAGE = `usage: ${PROGRAM} <command> [options]`;

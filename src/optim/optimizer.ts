@@ -160,7 +160,8 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
   /**
    * The gradients the next step will use, for a GradScaler to unscale in place:
    * each parameter's own gradient, or its float32 master gradient (a copy of the
-   * 16-bit gradient, made here) when it has master weights.
+   * 16-bit gradient, made here) when it has master weights. Each carries its
+   * parameter's name, so that a report can say whose gradient overflowed.
    */
   prepareGradients(): Tensor[] {
     const out: Tensor[] = [];
@@ -168,6 +169,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       g.params.forEach((p, i) => {
         if (!p.grad) return;
         const mg = g.masterGrad[i];
+        (mg ?? p.grad).name = p.name;
         if (mg) {
           if (!this.prepared) fusions(p.backend).cast(p.grad.storageView, mg.storageView);
           out.push(mg);

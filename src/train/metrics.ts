@@ -34,6 +34,8 @@ export interface TrainRecord {
   scale: number;
   /** Steps skipped so far because a gradient was inf or NaN. */
   skipped: number;
+  /** When steps were skipped since the previous record: the parameters whose gradients were inf or NaN at the latest of them. */
+  overflowIn?: string[];
   /** Gradient norm before clipping (present when clipping is on). */
   gradNorm?: number;
   tokens: number;
@@ -55,7 +57,14 @@ export interface EvalRecord {
   elapsedSec: number;
 }
 
-export type MetricsRecord = StartRecord | TrainRecord | EvalRecord;
+/** Written by a step observer (tensor statistics, the first non-finite tensor, ...). */
+export interface ObservedRecord {
+  type: 'stats' | 'nonfinite';
+  step: number;
+  [key: string]: unknown;
+}
+
+export type MetricsRecord = StartRecord | TrainRecord | EvalRecord | ObservedRecord;
 
 /** Appends records to a metrics file (synchronously: a record is on disk before the next step starts). */
 export class MetricsWriter {

@@ -1,0 +1,61 @@
+// Sampling tensor statistics during training: for one step, the gradient
+// entering each transformer block (through a gradient tap on the block's
+// output, installed for that step only) and every parameter's gradient after
+// the backward pass. Everything is computed on the device and read back once.
+
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { installForwardHooks, tapGradient } from './probe.js';
+import { decodeStats, statsOnDevice, type StatsMeta } from './stats.js';
+import type { StatsSample } from './recommend.js';
+
+/** Modules whose output gradient is sampled: the blocks of a GPT (h.0, h.1, ...). */
+export const BLOCK_PATH = /^h\.\d+$/;
+
+export class StatsSampler {
+  private meta: StatsMeta[] = [];
+  private rows: Tensor[] = [];
+  private removeHooks: (() => void) | null = null;
+
+  constructor(private readonly model: Module, private readonly blocks: RegExp = BLOCK_PATH) {}
+
+  private add(name: string, kind: StatsMeta['kind'], t: Tensor): void {
+    this.meta.push({ name, kind, dtype: t.dtype, size: t.size });
+    this.rows.push(statsOnDevice(t));
+  }
+
+  /** Before the step's forward pass: taps the gradient of every block's output. */
+  arm(): void {
+    if (this.removeHooks) return;
+    this.removeHooks = installForwardHooks(this.model, (path, out) =>
+      this.blocks.test(path) ? tapGradient(out, (g) => this.add(path, 'activation-grad', g)) : out);
+  }
+
+  /** After the backward pass (before unscaling): every parameter's gradient, and the hooks come off. */
+  collectWeightGradients(): void {
+    this.removeHooks?.();
+    this.removeHooks = null;
+    for (const [name, p] of this.model.namedParameters()) if (p.grad) this.add(name, 'weight-grad', p.grad);
+  }
+
+  get armed(): boolean {
+    return this.removeHooks !== null;
+  }
+
+  /** Reads what was collected (one transfer) as the sample of `step`, taken at loss scale `scale`. */
+  async read(step: number, scale: number): Promise<StatsSample> {
+    const meta = this.meta, rows = this.rows;
+    this.meta = [];
+    this.rows = [];
+    return { step, scale, tensors: await decodeStats(meta, rows) };
+  }
+
+  /** Removes the hooks and drops anything not read. */
+  dispose(): void {
+    this.removeHooks?.();
+    this.removeHooks = null;
+    for (const r of this.rows) r.dispose();
+    this.rows = [];
+    this.meta = [];
+  }
+}
