@@ -6,12 +6,17 @@
 // makes that a failure).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { buildDemo, DIST } from '../../web/build.js';
 import { serveStatic } from '../../web/serve.js';
+import { NO_WEBGPU } from '../../web/src/protocol.js';
+import { loadGPT2 } from '../../src/io/gpt2.js';
+import { DEFAULT_TRAIN_CONFIG } from '../../src/train/config.js';
+import '../../src/autograd/backward.js';
 
 const executable = process.env.MIXPREC_CHROMIUM
   ?? ['chromium', 'chromium-browser', 'google-chrome'].map((n) => spawnSync('which', [n]).stdout?.toString().trim()).find(Boolean);
@@ -74,13 +79,46 @@ test('the demo page trains a GPT in fp16 on WebGPU in headless Chromium and gene
     const sample = await page.textContent('[data-testid="sample"]');
     assert.ok(sample!.startsWith('The '), `the sample continues the prompt: ${JSON.stringify(sample)}`);
 
+    // Stop, resume past the step where it stopped, stop again.
+    const resumeEnabled = () => page.waitForFunction(() => !(document.getElementById('resume') as HTMLButtonElement).disabled, null, { timeout: 60_000 });
     await page.click('#stop');
-    await page.waitForFunction(() => !(document.getElementById('resume') as HTMLButtonElement).disabled, null, { timeout: 60_000 });
+    await resumeEnabled();
+    const stopped = await stepNow();
+    await page.waitForTimeout(500);
+    assert.equal(await stepNow(), stopped, 'no step after stop');
+    await page.click('#resume');
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]')!.textContent) > n, stopped, { timeout: 60_000 });
+    await page.click('#stop');
+    await resumeEnabled();
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // The trained model as a Hugging Face GPT-2 directory, loadable by the library.
+    const dir = await mkdtemp(join(tmpdir(), 'mixprec-demo-download-'));
+    try {
+      const saved: Promise<void>[] = [];
+      const both = new Promise<void>((resolve) => page.on('download', (d) => {
+        saved.push(d.saveAs(join(dir, d.suggestedFilename())));
+        if (saved.length === 2) resolve();
+      }));
+      await page.click('#download');
+      await both;
+      await Promise.all(saved);
+      const model = await loadGPT2(dir);
+      assert.equal(model.config.nLayer, DEFAULT_TRAIN_CONFIG.nLayer);
+      model.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     console.log(`demo page: step ${later.step}, loss ${first.loss} -> ${later.loss}; screenshot ${SCREENSHOT}`);
     const offsite = requests.filter((u) => !u.startsWith(url) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(offsite, [], 'every request stayed on the local server');
     assert.ok(requests.some((u) => u.endsWith('/worker.js')), 'the worker script was requested (requests are seen)');
+
+    // Without WebGPU the page says so in one sentence.
+    const bare = await context.newPage();
+    await bare.addInitScript(() => { delete (Navigator.prototype as { gpu?: unknown }).gpu; });
+    await bare.goto(url);
+    assert.equal(await bare.textContent('[data-testid="adapter"]'), NO_WEBGPU);
   } finally {
     await browser.close();
     server.close();
