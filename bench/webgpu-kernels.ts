@@ -1,5 +1,6 @@
 // Device time of single WebGPU kernels at the gpt-mini shapes (B=16, T=128,
-// width 128, 4 heads, vocab 256), best of several runs (timestamp queries).
+// width 128, 4 heads, vocab 256), best of several runs (timestamp queries), and
+// the embedding gradient of a 64k-token batch.
 //
 //   XDG_RUNTIME_DIR=/tmp node --import tsx bench/webgpu-kernels.ts [--only=attention] [--runs=5]
 //
@@ -49,6 +50,12 @@ const cases: Record<string, () => void> = {};
   const wte = buf('float32', V * C), emb = buf('float32', N * C), gwte = buf('float32', V * C);
   cases.gather = () => g.gather(wte, t, emb, N, C);
   cases.scatterAdd = () => g.scatterAdd(emb, t, gwte, N, C);
+  // The embedding gradient of a 64k-token batch against GPT-2's vocabulary: the cost of finding each id's positions.
+  const N64 = 65536, V2 = 50257, C64 = 64;
+  const ids64 = { buf: g.alloc('int32', N64), offset: 0, size: N64, dtype: 'int32' as const };
+  g.write(ids64, Array.from({ length: N64 }, (_, i) => ((i * 2654435761) >>> 7) % (i % 4 ? V2 : 64)));
+  const g64 = buf('float32', N64 * C64), gwte2 = buf('float32', V2 * C64);
+  cases['scatterAdd 64k tokens [65536x64, vocab 50257]'] = () => g.scatterAdd(g64, ids64, gwte2, N64, C64);
   const p = buf('float32', C * 4 * C), pg = buf('float32', C * 4 * C), pm = buf('float32', C * 4 * C), pv = buf('float32', C * 4 * C, 0.01);
   const step = buf('float32', 1), found = buf('float32', 1);
   g.write(step, [0]); g.write(found, [0]);

@@ -7,7 +7,7 @@
 /// <reference types="@webgpu/types" />
 import { acquireDevice } from '../src/backend/webgpu/device.js';
 import { MatmulKernels, type MatmulCall, type MatmulDType } from '../src/backend/webgpu/kernels/matmul.js';
-import { deviceWait } from '../src/backend/webgpu/runtime.js';
+import { deviceWait } from '../src/backend/webgpu/device-wait.js';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')) as [string, string?][]);
 const runs = +(args.runs ?? 5);

@@ -9,7 +9,7 @@ export { finfo, type FInfo } from './dtype/codec.js';
 export type { DType, FloatDType } from './dtype/dtype.js';
 
 export type { Backend, MemoryInfo } from './backend/backend.js';
-export { BackendError } from './backend/backend.js';
+export { BackendError, IndexOutOfRangeError } from './backend/backend.js';
 export { UpdateRuleError, type Expr, type UpdateCall, type UpdateRule } from './backend/update-rule.js';
 export { UNSCALE_RULE, UPDATE_SCALE_RULE } from './amp/loss-scale-rules.js';
 export { CpuBackend } from './backend/cpu/backend.js';
@@ -31,6 +31,7 @@ export { AdamW, ADAMW_DEFAULTS, ADAMW_RULE, type AdamWOptions } from './optim/ad
 export { SGD, SGD_DEFAULTS, sgdRule, type SGDOptions } from './optim/sgd.js';
 export { clipGradNorm } from './optim/clip.js';
 export { warmupCosine, type WarmupCosineOptions } from './optim/schedule.js';
+export { ampStep, type AmpStepOptions, type AmpStepResult, type AmpOptimizer } from './train/amp-step.js';
 
 export * from './nn/module.js';
 export * from './nn/gpt.js';

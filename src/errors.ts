@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   MATMUL_INVALID: { error: 'MatmulError', meaning: 'a matrix product the WebGPU kernels cannot run as described' },
   OPERAND_LAYOUT_INVALID: { error: 'OperandLayoutError', meaning: 'a WGSL operand declared with a layout its dtype or access does not allow' },
   UPDATE_RULE_INVALID: { error: 'UpdateRuleError', meaning: 'an update rule that is malformed, or a call that lacks what it reads' },
+  INDEX_OUT_OF_RANGE: { error: 'IndexOutOfRangeError', meaning: 'a token id outside the embedding table, or a target outside the classes' },
   BACKEND_NOT_CREATED: { error: 'BackendNotCreatedError', meaning: 'a backend named before it was created (WebGPU is created asynchronously)' },
   BACKEND_UNAVAILABLE: { error: 'BackendUnavailableError', meaning: 'the backend asked for cannot be used' },
   GRAD_SCALER_MISUSE: { error: 'GradScalerError', meaning: 'GradScaler calls out of order or with bad options' },

@@ -3,8 +3,9 @@
 // A backend owns typed buffers and runs kernels over contiguous views of them.
 // It knows nothing of autograd, autocast or tensors: the layers above decide
 // what to compute and in which dtype; a backend computes it. Every kernel reads
-// its inputs in their storage dtype, computes and accumulates in (at least)
-// float32, and rounds once when it stores to the output's dtype.
+// its inputs in their storage dtype, computes and accumulates in at least
+// float32 (the CPU reference in float64, a GPU kernel in float32), and rounds
+// once when it stores to the output's dtype.
 //
 // Kernels are "fire and forget": a device backend may queue them and run them
 // later, in order. Only `read` waits, so a training step never synchronises with
@@ -147,7 +148,8 @@ export interface Fusions {
   /**
    * Mean cross-entropy of logits [rows, cols] against int32 targets, ignoring
    * targets equal to ignoreIndex. Writes the mean to loss[0], the number of
-   * counted rows to count[0] and each row's log-sum-exp to lse.
+   * counted rows to count[0] and each row's log-sum-exp to lse. Any other target
+   * outside [0, cols) raises IndexOutOfRangeError, when gather would.
    */
   crossEntropy(logits: View, targets: View, loss: View, lse: View, count: View, rows: number, cols: number, ignoreIndex: number): void;
   /** out = (softmax(logits) - onehot(targets)) * gy[0] / count[0], zero on ignored rows. */
@@ -225,13 +227,16 @@ export interface Backend extends Partial<Fusions> {
   matmul(a: View, b: View, out: View, spec: MatmulShape): void;
 
   // Indexing
-  /** out[i, :] = table[ids[i], :] */
+  /**
+   * out[i, :] = table[ids[i], :]. An id outside the table raises IndexOutOfRangeError
+   * (here, or on a device backend from the next read or sync; the rows it gathered are then zeros).
+   */
   gather(table: View, ids: View, out: View, n: number, dim: number): void;
-  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). */
+  /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). Ids are checked as in gather. */
   scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
 
   // Multi-tensor kernels for mixed-precision training
-  /** Sum of squares of every element of every view, accumulated in float32 into out[0] (overwritten). */
+  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten). */
   sumOfSquares(views: readonly View[], out: View): void;
   /**
    * Applies an update rule (update-rule.ts: the optimizers, gradient unscaling,
@@ -242,6 +247,26 @@ export interface Backend extends Partial<Fusions> {
 
 export class BackendError extends MixprecError {
   override readonly code: ErrorCode = 'BACKEND_FAILED';
+}
+
+/**
+ * A token id outside its embedding table, or a class target outside the logits
+ * (and not the ignore index). `position` is the flat index into the ids or
+ * targets. The CPU backend throws it from the op; a device backend records the
+ * first bad entry on the device and throws it from the next read or sync.
+ */
+export class IndexOutOfRangeError extends BackendError {
+  override readonly code: ErrorCode = 'INDEX_OUT_OF_RANGE';
+  constructor(
+    readonly what: 'token id' | 'target', readonly position: number, readonly value: number,
+    /** Valid values are 0 .. limit - 1 (and ignoreIndex, for targets). */
+    readonly limit: number, readonly ignoreIndex?: number,
+  ) {
+    const valid = what === 'token id'
+      ? `the embedding table has ${limit} rows (valid ids 0..${limit - 1})`
+      : `the logits have ${limit} classes (valid targets 0..${limit - 1}, or the ignore index ${ignoreIndex})`;
+    super(`${what} ${value} at position ${position} is out of range: ${valid}`);
+  }
 }
 
 export function view(buf: Buf, offset = 0, size = buf.size - offset): View {

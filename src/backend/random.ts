@@ -27,6 +27,15 @@ export function bitsToUniform(h: number): number {
   return ((h >>> 9) + 0.5) / 8388608;
 }
 
+/**
+ * Dropout keeps element i when the top 24 bits of its random word reach this
+ * threshold: keep <=> ((bits >>> 8) + 0.5) / 2^24 >= p, decided on integers so
+ * that every backend draws the same mask for every p.
+ */
+export function dropoutThreshold(p: number): number {
+  return Math.max(0, Math.ceil(p * 16777216 - 0.5));
+}
+
 /** The WGSL twin of `randomBits` and `bitsToUniform`, for kernels that draw numbers (dropout). */
 export const WGSL_RANDOM = /* wgsl */ `
 fn mix32(x0: u32) -> u32 {

@@ -88,3 +88,15 @@ export async function selectBackend(choice: BackendChoice, opts: SelectBackendOp
 export function describeSelection(selected: SelectedBackend): string {
   return `backend: ${selected.description}${selected.fallbackReason ? `; WebGPU not used: ${selected.fallbackReason}` : ''}`;
 }
+
+/**
+ * Undoes selectBackend: destroys the WebGPU backend it made (and with it the
+ * device), and makes the CPU backend the default again if that one was the
+ * default. The CPU backend is shared and stays.
+ */
+export function releaseBackend(selected: SelectedBackend): void {
+  if (selected.kind !== 'webgpu') return;
+  const wasDefault = getBackend() === selected.backend;
+  (selected.backend as Partial<WebGPUBackend>).destroy?.();
+  if (wasDefault) setBackend(cpuBackend());
+}

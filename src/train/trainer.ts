@@ -1,10 +1,5 @@
-// The training loop, following PyTorch's AMP recipe:
-//
-//   forward under the policy's autocast -> scaler.scale(loss).backward()   (per micro-batch)
-//   scaler.unscale(optimizer) -> clipGradNorm(optimizer) -> scaler.step(optimizer)
-//   scaler.update() -> optimizer.zeroGrad()
-//
-// with AdamW (nanoGPT's weight-decay groups) and nanoGPT's warm-up + cosine
+// The training loop: one ampStep (PyTorch's AMP recipe, see amp-step.ts) per
+// iteration, with AdamW (nanoGPT's weight-decay groups) and nanoGPT's warm-up + cosine
 // schedule. Nothing is read back from the backend except at logging intervals:
 // the found-inf flags stay on the device, and skipped steps are counted there
 // (iterations minus the optimizer's own step counter). Every step runs inside
@@ -17,26 +12,27 @@ import { mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { mix32 } from '../backend/random.js';
-import { noGrad } from '../autograd/backward.js';
-import { GradScaler } from '../amp/grad-scaler.js';
-import { parsePolicy, withPolicy, type Policy } from '../amp/policy.js';
-import { GPT, countParameters, gptConfig, type GPTConfig } from '../nn/gpt.js';
-import { AdamW } from '../optim/adamw.js';
-import { clipGradNorm } from '../optim/clip.js';
+import type { GradScaler } from '../amp/grad-scaler.js';
+import type { AutocastDType } from '../amp/autocast.js';
+import { parsePolicy, type Policy } from '../amp/policy.js';
+import { GPT, countParameters } from '../nn/gpt.js';
+import type { AdamW } from '../optim/adamw.js';
 import type { BaseOptions, Optimizer } from '../optim/optimizer.js';
 import { warmupCosine } from '../optim/schedule.js';
-import { add, div } from '../tensor/ops.js';
-import { Tensor, tidy } from '../tensor/tensor.js';
 import { loadGPT2 } from '../io/gpt2.js';
 import { isCheckpointDir, loadCheckpointModel, readCheckpoint, restoreOptimizer, restoreScaler, saveCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { BatchSampler, evalBatches, type Batch, type BatchSamplerState } from '../data/batches.js';
 import { loadTokenizedSplits, type TokenizedSplits } from '../data/cache.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TrainConfigError, optionName, resolveLossScale, resolveTrainConfig, type TrainConfig } from './config.js';
+import { createOptimizer, createScaler, modelConfig } from './run-setup.js';
 import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type TrainRecord } from './metrics.js';
-import { describeSelection, selectBackend, type SelectedBackend } from './select-backend.js';
+import { describeSelection, releaseBackend, selectBackend, type SelectedBackend } from './select-backend.js';
 import { batchTensors, evaluateLoss, type EvalResult } from './evaluate.js';
+import { ampStep, type AmpStepResult } from './amp-step.js';
 import { writeFileAtomic } from '../io/atomic.js';
+
+export { createOptimizer, createScaler, modelConfig } from './run-setup.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
 
@@ -107,24 +103,6 @@ interface Progress {
   lastTrainLoss: number | null;
 }
 
-/** AdamW with nanoGPT's grouping: matrices and embeddings decay, biases and LayerNorm gains do not. */
-export function createOptimizer(model: GPT, c: Pick<TrainConfig, 'lr' | 'weightDecay' | 'beta1' | 'beta2'>): AdamW {
-  const params = model.parameters();
-  const decay = params.filter((p) => p.ndim >= 2);
-  const noDecay = params.filter((p) => p.ndim < 2);
-  return new AdamW([{ params: decay, weightDecay: c.weightDecay }, { params: noDecay, weightDecay: 0 }], {
-    lr: c.lr, betas: [c.beta1, c.beta2],
-  });
-}
-
-/** The GradScaler for a loss-scaling setting: dynamic, a fixed scale, or disabled. */
-export function createScaler(config: TrainConfig, backend: Backend): GradScaler {
-  const scaling = resolveLossScale(config);
-  if (scaling === 'none') return new GradScaler({ enabled: false, backend });
-  if (scaling === 'dynamic') return new GradScaler({ backend });
-  return new GradScaler({ initScale: scaling, dynamic: false, backend });
-}
-
 /** The data sampler's seed: derived from the run's seed, so that it draws a stream apart from the model's. */
 function dataSeed(seed: number): number {
   return mix32((seed ^ 0x0da7a5ed) >>> 0);
@@ -140,6 +118,8 @@ export class Trainer {
   private lastEval: EvalRecord | null = null;
   private lastSavedStep = -1;
   private lastRecord: TrainRecord | null = null;
+  /** Whether the backend was selected here (and is released by dispose) rather than passed in. */
+  private ownsBackend = false;
   /** When this session started (creation included), and the seconds of earlier sessions of the run. */
   private sessionStart = performance.now();
   private earlierSessionsSec = 0;
@@ -183,11 +163,16 @@ export class Trainer {
     }
     const trainer = await Trainer.build(c, runDir, null, opts);
     trainer.sessionStart = start;
-    if (runDir) {
-      await mkdir(runDir, { recursive: true });
-      await truncateMetrics(join(runDir, METRICS_FILE), -1);
+    try {
+      if (runDir) {
+        await mkdir(runDir, { recursive: true });
+        await truncateMetrics(join(runDir, METRICS_FILE), -1);
+      }
+      trainer.writeStart(false);
+    } catch (err) {
+      trainer.dispose();
+      throw err;
     }
-    trainer.writeStart(false);
     return trainer;
   }
 
@@ -213,17 +198,36 @@ export class Trainer {
     const trainer = await Trainer.build(c, dir, ckpt, opts);
     trainer.sessionStart = start;
     trainer.earlierSessionsSec = trainer.progress.elapsedSec;
-    await truncateMetrics(join(dir, METRICS_FILE), trainer.step);
-    trainer.writeStart(true);
+    try {
+      await truncateMetrics(join(dir, METRICS_FILE), trainer.step);
+      trainer.writeStart(true);
+    } catch (err) {
+      trainer.dispose();
+      throw err;
+    }
     return trainer;
   }
 
   private static async build(c: TrainConfig, runDir: string | null, ckpt: Checkpoint | null, opts: TrainerOptions): Promise<Trainer> {
-    const log = opts.log ?? (() => {});
     const policy = parsePolicy(c.precision, resolveLossScale(c));
     // Checked before anything is loaded, so a bad size is the first thing said.
     if (!ckpt && !c.initFrom) modelConfig(c, 256);
-    const selected = opts.backend ?? (await selectBackend(c.backend));
+    if (opts.backend) return Trainer.buildOn(opts.backend, c, policy, runDir, ckpt, opts);
+    const selected = await selectBackend(c.backend);
+    try {
+      const trainer = await Trainer.buildOn(selected, c, policy, runDir, ckpt, opts);
+      trainer.ownsBackend = true;
+      return trainer;
+    } catch (err) {
+      releaseBackend(selected);
+      throw err;
+    }
+  }
+
+  private static async buildOn(
+    selected: SelectedBackend, c: TrainConfig, policy: Policy, runDir: string | null, ckpt: Checkpoint | null, opts: TrainerOptions,
+  ): Promise<Trainer> {
+    const log = opts.log ?? (() => {});
     const backend = selected.backend;
     log(describeSelection(selected));
     const tokenizer = await loadTokenizer(c.tokenizer);
@@ -286,26 +290,21 @@ export class Trainer {
    * One optimizer step over gradAccum micro-batches. Returns the step's loss and
    * gradient norm as device tensors when asked (for logging), else nothing.
    */
-  private trainStep(keepValues: boolean): { loss: Tensor; gradNorm: Tensor | null } | null {
+  private trainStep(keepValues: boolean): AmpStepResult | null {
     const c = this.config;
     const { model, optimizer, scaler, policy } = this;
-    this.optimizer.setLr(this.lrAt(this.step));
-    return tidy(() => {
-      let loss: Tensor | null = null;
-      for (let micro = 0; micro < c.gradAccum; micro++) {
-        const { x, y } = batchTensors(model, this.sampler.next(), c.batchSize, c.blockSize);
-        let l = withPolicy(policy, () => model.forward(x, y).loss!);
-        if (c.gradAccum > 1) l = div(l, c.gradAccum);
-        scaler.scale(l).backward();
-        if (keepValues) loss = noGrad(() => (loss ? add(loss, l.detach()) : l.detach()));
-      }
-      scaler.unscale(optimizer);
-      const gradNorm = c.clip > 0 ? clipGradNorm(optimizer, c.clip) : null;
-      scaler.step(optimizer);
-      scaler.update();
-      optimizer.zeroGrad();
-      return keepValues ? { loss: loss!, gradNorm } : null;
+    optimizer.setLr(this.lrAt(this.step));
+    const result = ampStep(() => {
+      const { x, y } = batchTensors(model, this.sampler.next(), c.batchSize, c.blockSize);
+      return model.forward(x, y).loss!;
+    }, {
+      optimizer, scaler, maxGradNorm: c.clip, accumulationSteps: c.gradAccum,
+      autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType),
     });
+    if (keepValues) return result;
+    result.loss.dispose();
+    result.gradNorm?.dispose();
+    return null;
   }
 
   /** Mean validation loss on the fixed windows, under the run's precision policy and without dropout. */
@@ -458,29 +457,20 @@ export class Trainer {
     return summary;
   }
 
-  /** Releases the model's, optimizer's and scaler's tensors. */
+  /** Releases the model's, optimizer's and scaler's tensors, and the backend if this trainer selected it (a WebGPU device). */
   dispose(): void {
     this.optimizer.dispose();
     this.scaler.dispose();
     this.model.dispose();
+    if (this.ownsBackend) {
+      this.ownsBackend = false;
+      releaseBackend(this.selected);
+    }
   }
 }
 
 /** Options a resumed run may change: how long and where it runs, not what it trains. */
 export const RESUMABLE_OPTIONS: readonly (keyof TrainConfig)[] = ['maxSteps', 'timeBudget', 'evalInterval', 'evalSteps', 'logInterval', 'saveInterval', 'backend'];
-
-/** The GPT configuration of a run trained from scratch. */
-export function modelConfig(c: TrainConfig, vocabSize: number): GPTConfig {
-  const overrides: Partial<GPTConfig> = { vocabSize, blockSize: c.blockSize, dropout: c.dropout };
-  if (c.nLayer !== null) overrides.nLayer = c.nLayer;
-  if (c.nHead !== null) overrides.nHead = c.nHead;
-  if (c.nEmbd !== null) overrides.nEmbd = c.nEmbd;
-  try {
-    return gptConfig(c.model, overrides);
-  } catch (err) {
-    throw new TrainConfigError('model', `--model: ${(err as Error).message}`);
-  }
-}
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { getBackend } from '../../src/backend/registry.js';
 import { memory } from '../../src/tensor/tensor.js';
 import { GPT } from '../../src/nn/gpt.js';
 import { loadGPT2, saveGPT2 } from '../../src/io/gpt2.js';
@@ -114,6 +115,18 @@ test('memory is flat: the same tensors and bytes after step N as after step 2N (
   assert.equal(twice.buffers, n.buffers);
   assert.equal(twice.bytes, n.bytes);
   trainer.dispose();
+});
+
+test('twenty train() calls in one process leave memory flat (CPU backend)', async () => {
+  const config = tinyConfig(dataFile, { maxSteps: 2, evalInterval: 2, evalSteps: 1, logInterval: 1 });
+  let first: ReturnType<typeof memory> | null = null;
+  for (let i = 0; i < 20; i++) {
+    await train(config, { runDir: null, cacheDir });
+    const m = memory(getBackend('cpu'));
+    first ??= m;
+    assert.deepEqual({ ...m, peakBytes: 0 }, { ...first, peakBytes: 0 }, `after call ${i + 1}`);
+  }
+  assert.equal(getBackend().name, 'cpu');
 });
 
 test('gradient accumulation: each micro-batch loss is divided by their number, so the logged loss is their mean', async () => {

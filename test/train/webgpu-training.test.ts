@@ -2,7 +2,10 @@
 // loss curve, an overflow skips the step on the device, and memory is flat.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import * as mp from '../../src/index.js';
+import { tempRunRoot, tinyConfig } from './tiny-run.js';
 import { skip, webgpu } from '../backend/webgpu/helpers.js';
 import { CURVE_TOLERANCE, lossCurve, setupTraining } from '../helpers/training-curve.js';
 
@@ -44,5 +47,28 @@ describe('GPT training on WebGPU', { skip }, () => {
     assert.deepEqual({ ...at500, peakBytes: 0 }, { ...at10!, peakBytes: 0 });
     assert.equal(at500.peakBytes, at10!.peakBytes, 'the peak did not grow after step 10');
     run.dispose();
+  });
+
+  test('twenty train() calls in one process destroy each device they made; memory of the CPU default stays flat', async () => {
+    const { root, dataFile } = await tempRunRoot('mixprec-webgpu-train-');
+    try {
+      const config = tinyConfig(dataFile, { backend: 'webgpu', maxSteps: 1, evalInterval: 1, evalSteps: 1, logInterval: 1 });
+      const made = new Set<mp.WebGPUBackend>();
+      let first: mp.MemoryReport | null = null;
+      for (let i = 0; i < 20; i++) {
+        const summary = await mp.train(config, { runDir: null, cacheDir: path.join(root, 'cache') });
+        assert.ok(summary.backend.startsWith('webgpu'), summary.backend);
+        made.add(mp.getBackend('webgpu') as mp.WebGPUBackend);
+        // The default is the CPU backend again, not the destroyed device.
+        assert.equal(mp.getBackend().name, 'cpu');
+        const m = mp.memory();
+        first ??= m;
+        assert.deepEqual({ ...m, peakBytes: 0 }, { ...first, peakBytes: 0 }, `after call ${i + 1}`);
+      }
+      assert.equal(made.size, 20);
+      for (const b of made) assert.throws(() => b.rt.check(), /the backend was destroyed/);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
   });
 });

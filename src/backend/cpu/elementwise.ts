@@ -1,6 +1,6 @@
 // Elementwise, copy and reduction kernels of the CPU backend.
 
-import { randomBits, bitsToUniform } from '../random.js';
+import { dropoutThreshold, randomBits } from '../random.js';
 import type { BinaryOp, ReduceOp, Strided, UnaryOp, View } from '../backend.js';
 import { inout, output, values, type Num } from './arrays.js';
 import { forEachRow } from './strided.js';
@@ -148,8 +148,9 @@ export function dropout(x: View, out: View, p: number, key: number, start: numbe
   const o = output(out);
   const y = o.arr;
   const scale = 1 / (1 - p);
+  const threshold = dropoutThreshold(p);
   for (let i = 0; i < out.size; i++) {
-    const keep = bitsToUniform(randomBits(key, (start + i) >>> 0)) >= p;
+    const keep = randomBits(key, (start + i) >>> 0) >>> 8 >= threshold;
     y[i] = keep ? xs[i]! * scale : 0;
   }
   o.commit();
@@ -175,7 +176,7 @@ export function reduce(op: ReduceOp, x: View, out: View, outer: number, r: numbe
   const o = output(out);
   const y = o.arr;
   const init = op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity;
-  // Accumulate in float64 in a scratch row so the inner loop stays contiguous.
+  // Accumulate in float64 (the reference's precision, see matmul.ts) in a scratch row so the inner loop stays contiguous.
   const acc = new Float64Array(inner);
   for (let a = 0; a < outer; a++) {
     acc.fill(init);

@@ -4,6 +4,10 @@
 // interleaved along K, so that the inner loop keeps a 4x4 block of C in
 // registers and reads both panels contiguously. Packing also widens fp16/bf16
 // and absorbs transposes, so the kernel has one shape only.
+//
+// Products accumulate in float64 and are rounded once on store: the reference
+// is then the nearly exact result, whatever order a GPU sums in (README, "The
+// CPU reference and a GPU").
 
 import type { MatmulSpec, View } from '../backend.js';
 import { inout, output, values, type Num } from './arrays.js';

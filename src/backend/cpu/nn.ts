@@ -1,7 +1,7 @@
 // Fused transformer kernels of the CPU backend: softmax, layer norm, embedding,
 // cross-entropy and causal attention, each with its backward.
 
-import type { AttentionSpec, HeadLayout, View } from '../backend.js';
+import { IndexOutOfRangeError, type AttentionSpec, type HeadLayout, type View } from '../backend.js';
 import { inout, output, values, type Num } from './arrays.js';
 
 export function softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
@@ -105,8 +105,19 @@ export function layerNormBackward(
   if (gbv && gb) { const o = output(gbv); o.arr.set(gb); o.commit(); }
 }
 
+/** Throws IndexOutOfRangeError for the first entry of ids[0, n) outside [0, limit) that is not `allowed`. */
+function checkIndices(
+  ids: ArrayLike<number>, n: number, limit: number, what: IndexOutOfRangeError['what'], allowed?: number,
+): void {
+  for (let i = 0; i < n; i++) {
+    const v = ids[i]!;
+    if ((v < 0 || v >= limit) && v !== allowed) throw new IndexOutOfRangeError(what, i, v, limit, allowed);
+  }
+}
+
 export function gather(table: View, ids: View, out: View, n: number, dim: number): void {
   const t = values(table), id = values(ids);
+  checkIndices(id, n, table.size / dim, 'token id');
   const o = output(out);
   for (let i = 0; i < n; i++) {
     const row = id[i]!;
@@ -117,6 +128,7 @@ export function gather(table: View, ids: View, out: View, n: number, dim: number
 
 export function scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void {
   const gs = values(g), id = values(ids);
+  checkIndices(id, n, out.size / dim, 'token id');
   const o = inout(out);
   const y = o.arr;
   for (let i = 0; i < n; i++) {
@@ -131,6 +143,7 @@ export function crossEntropy(
   rows: number, cols: number, ignoreIndex: number,
 ): void {
   const x = values(logits), t = values(targets);
+  checkIndices(t, rows, cols, 'target', ignoreIndex);
   const lo = output(lse);
   let total = 0, counted = 0;
   for (let r = 0; r < rows; r++) {

@@ -20,12 +20,15 @@ import {
 } from '../backend.js';
 import { registerBackend } from '../registry.js';
 import type { UpdateCall, UpdateRule } from '../update-rule.js';
+import { dropoutThreshold } from '../random.js';
 import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js';
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
 import { reduce } from './kernels/reduce.js';
 import * as nn from './kernels/nn.js';
+import * as embedding from './kernels/embedding.js';
+import { IndexChecks } from './kernels/index-check.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
 import { matmul as matmulSimple } from './kernels/matmul-simple.js';
@@ -78,6 +81,8 @@ export class WebGPUBackend implements Backend, Fusions {
   private gpu: GPU | null;
   /** The tuned matmul kernels, or null for the simple one. */
   private readonly matmulKernels: MatmulKernels | null;
+  /** Range checks of ids and targets, raised at the next read or sync. */
+  private readonly indexChecks: IndexChecks;
 
   constructor(device: GPUDevice, readonly adapterInfo: AdapterInfo, opts: WebGPUBackendOptions = {}, gpu: GPU | null = null) {
     this.gpu = gpu;
@@ -91,6 +96,7 @@ export class WebGPUBackend implements Backend, Fusions {
       profile: opts.profile,
       attention: opts.attention,
     });
+    this.indexChecks = new IndexChecks(this.rt);
     this.description = `WebGPU: ${adapterInfo.description}${adapterInfo.hasF16 ? ', shader-f16' : ''}`;
     const mm = opts.matmul ?? 'fast';
     this.matmulKernels = mm === 'simple' ? null : new MatmulKernels(device, adapterInfo, mm === 'fast' ? {} : mm);
@@ -171,6 +177,12 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   async readRaw(src: View): Promise<RawArray> {
+    const raw = await this.readBits(src);
+    await this.indexChecks.raise();
+    return raw;
+  }
+
+  private async readBits(src: View): Promise<RawArray> {
     const buf = src.buf as GpuBuf;
     if (buf.freed) throw new BackendError('webgpu: read of a freed buffer');
     if (src.size === 0) return is16Bit(src.dtype) ? new Uint16Array(0) : src.dtype === 'int32' ? new Int32Array(0) : new Float32Array(0);
@@ -191,8 +203,9 @@ export class WebGPUBackend implements Backend, Fusions {
     return raw as HostArray;
   }
 
-  sync(): Promise<void> {
-    return this.rt.sync();
+  async sync(): Promise<void> {
+    await this.rt.sync();
+    await this.indexChecks.raise();
   }
 
   /** Device milliseconds and calls per kernel so far (with the `profile` option). */
@@ -251,8 +264,7 @@ export class WebGPUBackend implements Backend, Fusions {
   }
 
   dropout(x: View, out: View, p: number, key: number, start: number): void {
-    // keep <=> ((bits >> 8) + 0.5) / 2^24 >= p, decided on integers so the mask is the CPU's exactly.
-    const threshold = Math.max(0, Math.ceil(p * 16777216 - 0.5));
+    const threshold = dropoutThreshold(p);
     ew.elementwise(this.rt, {
       key: 'dropout', out: contiguous1(out), shape: [out.size], random: true,
       inputs: [{ name: 'x', src: contiguous1(x) }],
@@ -332,20 +344,26 @@ export class WebGPUBackend implements Backend, Fusions {
 
   gather(table: View, ids: View, out: View, n: number, dim: number): void {
     const bits = table.dtype === out.dtype;
+    const rows = table.size / dim;
+    // An id out of range gives a row of zeros (all-zero bits in every dtype) and the error at the next read.
     ew.elementwise(this.rt, {
       key: 'gather', out: contiguous1(out), shape: [n * dim], bits,
       aux: [{ name: 'ids', view: ids }, { name: 'table', view: table, bits }],
-      body: `let row = u32(max(loadi_ids(P.o_ids + i / P.u0), 0));
-  return ${bits ? 'loadbits_table' : 'load_table'}(P.o_table + row * P.u0 + i % P.u0);`,
-      u: [dim],
+      body: `let row = loadi_ids(P.o_ids + i / P.u0);
+  if (row < 0 || u32(row) >= P.u1) { return ${bits ? '0u' : '0.0'}; }
+  return ${bits ? 'loadbits_table' : 'load_table'}(P.o_table + u32(row) * P.u0 + i % P.u0);`,
+      u: [dim, rows],
     });
+    this.indexChecks.check(ids, n, rows, 'token id');
   }
 
   scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void {
-    nn.scatterAdd(this.rt, g, ids, out, n, dim);
+    embedding.scatterAdd(this.rt, g, ids, out, n, dim);
+    this.indexChecks.check(ids, n, out.size / dim, 'token id');
   }
 
   crossEntropy(logits: View, targets: View, loss: View, lse: View, count: View, rows: number, cols: number, ignoreIndex: number): void {
+    this.indexChecks.check(targets, rows, cols, 'target', ignoreIndex);
     nn.crossEntropy(this.rt, logits, targets, loss, lse, count, rows, cols, ignoreIndex);
   }
 

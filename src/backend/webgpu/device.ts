@@ -61,16 +61,42 @@ function describeAdapter(adapter: GPUAdapter, hasF16: boolean, hasSubgroups: boo
   };
 }
 
-async function gpuEntry(opts: DeviceOptions): Promise<GPU> {
+interface GPUEntry {
+  gpu: GPU;
+  /** Node: the same entry with Dawn's unsafe f16 toggles (see node.ts); null in browsers. */
+  withUnsafeF16: (() => Promise<GPU>) | null;
+}
+
+async function gpuEntry(opts: DeviceOptions): Promise<GPUEntry> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return nav.gpu;
+  if (nav?.gpu) return { gpu: nav.gpu, withUnsafeF16: null };
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (!isNode) throw new WebGPUUnavailableError('no-navigator-gpu', 'this runtime has no navigator.gpu');
   try {
     const { nodeGPU } = await import('./node.js');
-    return await nodeGPU(opts.dawnOptions);
+    return { gpu: await nodeGPU(opts.dawnOptions), withUnsafeF16: () => nodeGPU(opts.dawnOptions, true) };
   } catch (e) {
     throw new WebGPUUnavailableError('package-not-loadable', `the 'webgpu' package could not be loaded: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Whether to reopen the adapter with Dawn's unsafe f16 toggles: only when
+ * shader-f16 is wanted and an NVIDIA adapter (whose Vulkan driver Dawn hides it
+ * on) lacks it. Everywhere else unsafe APIs stay off.
+ */
+export function needsUnsafeF16(adapter: Pick<GPUAdapter, 'features' | 'info'>, opts: Pick<DeviceOptions, 'useF16'>): boolean {
+  return opts.useF16 !== false && !adapter.features.has('shader-f16') && /nvidia/i.test(adapter.info?.vendor ?? '');
+}
+
+async function requestAdapter(gpu: GPU, opts: DeviceOptions): Promise<GPUAdapter | null> {
+  try {
+    return await gpu.requestAdapter({
+      powerPreference: opts.powerPreference ?? 'high-performance',
+      forceFallbackAdapter: opts.forceFallbackAdapter,
+    });
+  } catch (e) {
+    throw new WebGPUUnavailableError('no-adapter', `requestAdapter failed: ${(e as Error).message}`);
   }
 }
 
@@ -90,15 +116,13 @@ function wantedLimits(adapter: GPUAdapter): Record<string, number> {
 }
 
 export async function acquireDevice(opts: DeviceOptions = {}): Promise<Acquired> {
-  const gpu = await gpuEntry(opts);
-  let adapter: GPUAdapter | null = null;
-  try {
-    adapter = await gpu.requestAdapter({
-      powerPreference: opts.powerPreference ?? 'high-performance',
-      forceFallbackAdapter: opts.forceFallbackAdapter,
-    });
-  } catch (e) {
-    throw new WebGPUUnavailableError('no-adapter', `requestAdapter failed: ${(e as Error).message}`);
+  const entry = await gpuEntry(opts);
+  let gpu = entry.gpu;
+  let adapter = await requestAdapter(gpu, opts);
+  if (adapter && entry.withUnsafeF16 && needsUnsafeF16(adapter, opts)) {
+    const unsafeGpu = await entry.withUnsafeF16();
+    const unsafeAdapter = await requestAdapter(unsafeGpu, opts);
+    if (unsafeAdapter) [gpu, adapter] = [unsafeGpu, unsafeAdapter];
   }
   if (!adapter) throw new WebGPUUnavailableError('no-adapter', 'no WebGPU adapter was found (no GPU, and no software Vulkan driver such as lavapipe)');
   const hasF16 = opts.useF16 !== false && adapter.features.has('shader-f16');

@@ -1,81 +1,31 @@
 /// <reference types="@webgpu/types" />
-// The machinery under every kernel: a buffer pool, pipelines built from kernel
-// sources and cached by key, one shared command encoder that dispatches are
-// recorded into and submitted in groups, per-dispatch parameters in a uniform
-// arena, and read-back.
+// Command batching, the layer under every kernel: dispatches are recorded into
+// one shared command encoder and submitted in groups, with their parameters in
+// the uniform arena (uniform-arena.ts), buffers from the pool (buffer-pool.ts)
+// and pipelines from the cache (pipeline-cache.ts); and read-back.
 //
 // Ordering. `queue.writeBuffer` runs before command buffers that are not yet
 // submitted. So (1) the uniform arena of a group is written just before that
-// group is submitted (earlier groups, already submitted, ran with their own
-// contents), and (2) a host write into a buffer that the pending group uses
-// (say a pooled buffer that was freed and handed out again) submits the group
-// first. GPU-side reuse of a pooled buffer needs nothing: dispatches run in
-// the order they were recorded.
+// group is submitted, and (2) a host write into a buffer that the pending group
+// uses (say a pooled buffer that was freed and handed out again) submits the
+// group first. GPU-side reuse of a pooled buffer needs nothing: dispatches run
+// in the order they were recorded. Destroying pooled buffers (trim) submits the
+// pending group first, since recorded commands may use them.
 
 import type { DType } from '../../dtype/dtype.js';
-import type { Buf, MemoryInfo } from '../backend.js';
+import type { MemoryInfo } from '../backend.js';
 import { BackendError } from '../backend.js';
-import { WGSL_RANDOM } from '../random.js';
-import {
-  BufferTooLargeError, DeviceLostError, GPUOutOfMemoryError, GPUValidationError,
-} from './errors.js';
-import { bufferBytes, type Access, type WriteMode } from './storage.js';
-import { argumentHelpers, bindingHelpers, declareStorage, linkHelpers, type BindingKind } from './kernels/wgsl-helpers.js';
+import { BufferPool, GpuBuf, type Block } from './buffer-pool.js';
+import { BUFFER_COPY_DST, BUFFER_MAP_READ, MAP_READ } from './constants.js';
+import { deviceWait } from './device-wait.js';
+import { DeviceLostError, GPUOutOfMemoryError, GPUValidationError } from './errors.js';
+import { PipelineCache, type Arg, type KernelSource, type Physical } from './pipeline-cache.js';
+import { Profiler, type KernelProfile } from './profiler.js';
+import { UNIFORM_BINDING_BYTES, UniformArena } from './uniform-arena.js';
 
-// WebGPU constants, spelled out so that nothing depends on the globals a runtime may or may not install.
-const BUFFER_MAP_READ = 0x0001;
-const BUFFER_COPY_SRC = 0x0004;
-const BUFFER_COPY_DST = 0x0008;
-const BUFFER_UNIFORM = 0x0040;
-const BUFFER_STORAGE = 0x0080;
-const MAP_READ = 0x0001;
-const STAGE_COMPUTE = 0x4;
-
-/** A pooled GPU buffer. Outlives the `Buf`s that use it. */
-export interface Block {
-  readonly gpu: GPUBuffer;
-  readonly bytes: number;
-  readonly id: number;
-  /** Serial of the last command group that used it (see Runtime.serial). */
-  lastUse: number;
-}
-
-/** The backend's `Buf`: a typed window on a pooled block. */
-export class GpuBuf implements Buf {
-  freed = false;
-  constructor(readonly dtype: DType, readonly size: number, readonly block: Block) {}
-}
-
-export type ParamType = 'u32' | 'i32' | 'f32';
-
-/** A compute kernel before its bindings are known: WGSL that calls the helpers of kernels/wgsl-helpers.ts by name (`load_x`, `put2_out`, `is_nan`, ...). */
-export interface KernelSource {
-  /** Identifies `body` and `params`: equal keys must mean equal code. */
-  key: string;
-  params: readonly (readonly [string, ParamType])[];
-  /**
-   * WGSL: helper functions and `@compute ... fn main(...)`; parameters are fields of `P`.
-   * A function is called only when the pipeline is built (generating WGSL on every dispatch costs more than the dispatch).
-   */
-  body: string | (() => string);
-  /** Include WGSL_RANDOM. */
-  random?: boolean;
-  /** Needs `enable subgroups;`. */
-  subgroups?: boolean;
-}
-
-/** One named binding of a dispatch. */
-export interface Arg {
-  name: string;
-  buf: Buf;
-  access: Access;
-  /** For read_write bindings (default 'owned'). */
-  mode?: WriteMode;
-  /** Reads raw bits (`loadbits_`): float16 is then declared as u32 words even with shader-f16. */
-  bits?: boolean;
-  /** Declared four elements at a time: load4_, put4_, ... Every argument on the same buffer must agree. */
-  vec4?: boolean;
-}
+export { GpuBuf, type Block } from './buffer-pool.js';
+export type { Arg, KernelSource, ParamType } from './pipeline-cache.js';
+export type { KernelProfile } from './profiler.js';
 
 export interface RuntimeOptions {
   /** Dispatches recorded before a group is submitted (default 48). */
@@ -94,121 +44,8 @@ export interface RuntimeOptions {
   profile?: boolean;
 }
 
-/** Device time per kernel, from timestamp queries. */
-export interface KernelProfile {
-  count: number;
-  ms: number;
-}
-
-const PROFILE_SLOTS = 2048;
-
-/** Timestamps around every dispatch of a group, resolved and read back after the group is submitted. */
-class Profiler {
-  readonly querySet: GPUQuerySet;
-  readonly resolve: GPUBuffer;
-  labels: string[] = [];
-  readonly totals = new Map<string, KernelProfile>();
-  private pending: Promise<void>[] = [];
-  constructor(private device: GPUDevice) {
-    this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * PROFILE_SLOTS });
-    this.resolve = device.createBuffer({ size: 16 * PROFILE_SLOTS, usage: 0x0200 /* QUERY_RESOLVE */ | BUFFER_COPY_SRC });
-  }
-  get full(): boolean {
-    return this.labels.length >= PROFILE_SLOTS;
-  }
-  /** Before submit: resolve this group's timestamps into a buffer that is read after it ran. */
-  collect(enc: GPUCommandEncoder): (() => void) | null {
-    const n = this.labels.length;
-    if (n === 0) return null;
-    const labels = this.labels;
-    this.labels = [];
-    const read = this.device.createBuffer({ size: 16 * n, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
-    enc.resolveQuerySet(this.querySet, 0, 2 * n, this.resolve, 0);
-    enc.copyBufferToBuffer(this.resolve, 0, read, 0, 16 * n);
-    return () => {
-      this.pending.push(read.mapAsync(MAP_READ).then(() => {
-        const t = new BigUint64Array(read.getMappedRange());
-        labels.forEach((label, i) => {
-          const e = this.totals.get(label) ?? { count: 0, ms: 0 };
-          e.count++;
-          e.ms += Number(t[2 * i + 1]! - t[2 * i]!) / 1e6;
-          this.totals.set(label, e);
-        });
-        read.unmap();
-        read.destroy();
-      }));
-    };
-  }
-  async settle(): Promise<Map<string, KernelProfile>> {
-    await deviceWait(Promise.all(this.pending));
-    this.pending = [];
-    return this.totals;
-  }
-}
-
-interface Physical {
-  block: Block;
-  dtype: DType;
-  access: Access;
-  mode: WriteMode;
-  native: boolean;
-  vec4: boolean;
-}
-
-interface Pipeline {
-  pipeline: GPUComputePipeline;
-  layoutKey: string;
-  layout: GPUBindGroupLayout;
-}
-
-/**
- * Waits for a device promise without spinning a core. Dawn's Node binding
- * polls for completed GPU work by rescheduling itself with setImmediate for
- * as long as a promise is pending: a busy loop on the main thread that, on a
- * CPU adapter (lavapipe), takes a core from the threads doing the GPU's work
- * (gpt-mini trained 30-45% faster on 2 cores without it). While such a wait
- * is pending, native callbacks given to setImmediate (Dawn's polling) are run
- * 1 ms later instead; JavaScript callbacks are left alone.
- */
-let waits = 0;
-let originalSetImmediate: typeof setImmediate | null = null;
-
-function isNative(fn: unknown): boolean {
-  return typeof fn === 'function' && /\{\s*\[native code\]\s*\}\s*$/.test(Function.prototype.toString.call(fn));
-}
-
-export async function deviceWait<T>(p: Promise<T>): Promise<T> {
-  const g = globalThis as { setImmediate?: typeof setImmediate };
-  if (typeof g.setImmediate !== 'function') return p;
-  if (waits++ === 0) {
-    const original = g.setImmediate;
-    originalSetImmediate = original;
-    g.setImmediate = ((fn: (...a: unknown[]) => void, ...args: unknown[]) =>
-      (isNative(fn) ? setTimeout(fn, 1, ...args) : original(fn, ...args))) as typeof setImmediate;
-  }
-  try {
-    return await p;
-  } finally {
-    if (--waits === 0 && originalSetImmediate) {
-      g.setImmediate = originalSetImmediate;
-      originalSetImmediate = null;
-    }
-  }
-}
-
-const UNIFORM_BINDING_BYTES = 256;
-const ARENA_BYTES = 1 << 18;
 /** Bind groups are cached by buffers; past this many the cache starts over. */
 const BIND_GROUP_CACHE_LIMIT = 8192;
-
-/** Pool size class: exact small sizes would rarely be reused, so round up (at most 25% waste above 4 KiB). */
-function sizeClass(bytes: number): number {
-  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
-  if (b <= 4096) return 2 ** Math.ceil(Math.log2(b));
-  const p = 2 ** Math.floor(Math.log2(b));
-  const step = p / 4;
-  return Math.ceil(b / step) * step;
-}
 
 export class Runtime {
   readonly device: GPUDevice;
@@ -221,29 +58,16 @@ export class Runtime {
   /** Counters for benchmarks and tests. */
   readonly stats = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, compileMs: 0 };
 
-  private free = new Map<number, Block[]>();
-  private nextId = 1;
-  private liveBlocks = 0;
-  private pooledBlocks = 0;
-  private totalBytes = 0;
-  private peakBytes = 0;
+  private readonly pool: BufferPool;
   private readPool = new Map<number, GPUBuffer[]>();
-
-  private pipelines = new Map<string, Pipeline>();
-  private layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly pipelines: PipelineCache;
   private bindGroups = new Map<string, GPUBindGroup>();
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private lastPipeline: GPUComputePipeline | null = null;
   private pending = 0;
-  private readonly arena: ArrayBuffer;
-  private readonly arenaU32: Uint32Array;
-  private readonly arenaI32: Int32Array;
-  private readonly arenaF32: Float32Array;
-  private arenaUsed = 0;
-  private readonly arenaAlign: number;
-  private readonly uniform: GPUBuffer;
+  private readonly arena: UniformArena;
 
   private error: Error | null = null;
   private destroyed = false;
@@ -256,12 +80,9 @@ export class Runtime {
     this.maxBindingBytes = lim.maxStorageBufferBindingSize;
     this.maxBufferBytes = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = lim.maxComputeWorkgroupsPerDimension;
-    this.arenaAlign = Math.max(16, lim.minUniformBufferOffsetAlignment);
-    this.arena = new ArrayBuffer(ARENA_BYTES);
-    this.arenaU32 = new Uint32Array(this.arena);
-    this.arenaI32 = new Int32Array(this.arena);
-    this.arenaF32 = new Float32Array(this.arena);
-    this.uniform = device.createBuffer({ size: ARENA_BYTES + UNIFORM_BINDING_BYTES, usage: BUFFER_UNIFORM | BUFFER_COPY_DST });
+    this.pool = new BufferPool(device, (e) => { this.error ??= e; });
+    this.pipelines = new PipelineCache(device, this.stats, !!opts.checkShaders);
+    this.arena = new UniformArena(device);
     this.profiler = opts.profile && device.features.has('timestamp-query') ? new Profiler(device) : null;
     device.lost.then((info) => {
       if (!this.destroyed) this.error ??= new DeviceLostError(info.reason ?? 'unknown', info.message);
@@ -285,79 +106,23 @@ export class Runtime {
 
   alloc(dtype: DType, size: number): GpuBuf {
     this.check();
-    if (!Number.isInteger(size) || size < 0) throw new BackendError(`webgpu: cannot allocate ${size} elements of ${dtype}`);
-    const need = bufferBytes(dtype, size);
-    const what = `a ${dtype} buffer of ${size} elements`;
-    if (need > this.maxBindingBytes) throw new BufferTooLargeError(need, this.maxBindingBytes, 'maxStorageBufferBindingSize', what);
-    if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', what);
-    const cls = Math.min(sizeClass(need), Math.floor(Math.min(this.maxBindingBytes, this.maxBufferBytes) / 16) * 16) || 16;
-    const bytes = Math.max(cls, Math.ceil(need / 4) * 4, 16);
-    // Free lists are kept in descending id order, so this takes the free block with the smallest id.
-    const list = this.free.get(bytes);
-    let block = list?.pop();
-    if (block) {
-      this.pooledBlocks--;
-    } else {
-      this.device.pushErrorScope('out-of-memory');
-      const gpu = this.device.createBuffer({ size: bytes, usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST });
-      this.device.popErrorScope().then((e) => {
-        if (e) this.error ??= new GPUOutOfMemoryError(`webgpu: out of device memory allocating ${bytes} bytes for ${what} (${this.totalBytes} bytes held): ${e.message}`);
-      }, () => {});
-      block = { gpu, bytes, id: this.nextId++, lastUse: 0 };
-      this.totalBytes += bytes;
-      this.peakBytes = Math.max(this.peakBytes, this.totalBytes);
-    }
-    this.liveBlocks++;
-    return new GpuBuf(dtype, size, block);
+    return this.pool.alloc(dtype, size);
   }
 
   release(buf: GpuBuf): void {
-    if (buf.freed) throw new BackendError('webgpu: buffer freed twice');
-    buf.freed = true;
-    this.liveBlocks--;
-    this.pooledBlocks++;
-    const list = this.free.get(buf.block.bytes);
-    if (!list) {
-      this.free.set(buf.block.bytes, [buf.block]);
-      return;
-    }
-    // Blocks are handed out smallest id first, so a training step that allocates and frees in the
-    // same order every time gets the same blocks every time, and its bind groups from the cache.
-    // (Last-freed-first would permute them from one step to the next.)
-    const id = buf.block.id;
-    let lo = 0, hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (list[mid]!.id > id) lo = mid + 1;
-      else hi = mid;
-    }
-    list.splice(lo, 0, buf.block);
+    this.pool.release(buf);
   }
 
-  /** Destroys the pool's free blocks (the memory a `free` keeps for reuse). */
+  /** Destroys the pool's free blocks (the memory a `free` keeps for reuse), after submitting the commands that may use them. */
   trim(): void {
-    for (const list of this.free.values()) {
-      for (const b of list) {
-        b.gpu.destroy();
-        this.totalBytes -= b.bytes;
-      }
-    }
-    this.pooledBlocks = 0;
-    this.free.clear();
+    this.flush();
+    this.pool.trim();
     this.bindGroups.clear();
   }
 
-  /**
-   * Buffers and bytes held from the device: live buffers and the pool's free
-   * blocks both count (a freed buffer stays allocated for reuse, so this does
-   * not fall when tensors are disposed, but it stops growing once a training
-   * step's allocations repeat). `trim()` gives the free blocks back.
-   */
+  /** Buffers and bytes held from the device (see BufferPool.memory). */
   memory(): MemoryInfo & { liveBuffers: number; pooledBuffers: number } {
-    return {
-      buffers: this.liveBlocks + this.pooledBlocks, bytes: this.totalBytes, peakBytes: this.peakBytes,
-      liveBuffers: this.liveBlocks, pooledBuffers: this.pooledBlocks,
-    };
+    return this.pool.memory();
   }
 
   // ---- kernels -----------------------------------------------------------------
@@ -403,28 +168,10 @@ export class Runtime {
       if (p.access === 'read') p.mode = 'owned';
       if (p.access === 'read_write') p.native = false;
     }
-    let key = src.key + '#';
-    for (const p of phys) key += `${p.dtype}:${p.access === 'read' ? 'r' : 'w'}${p.mode === 'atomic' ? 'a' : ''}${p.native ? 'n' : ''}${p.vec4 ? '4' : ''},`;
-    key += '#' + map.join(',');
-    let pipe = this.pipelines.get(key);
-    if (!pipe) {
-      pipe = this.build(src, args, phys, map);
-      this.pipelines.set(key, pipe);
-    }
+    const pipe = this.pipelines.get(src, args, phys, map);
 
-    // Parameters into the uniform arena.
-    const slot = Math.ceil(Math.max(16, params.length * 4) / this.arenaAlign) * this.arenaAlign;
-    if (params.length * 4 > UNIFORM_BINDING_BYTES) throw new BackendError(`webgpu: kernel ${src.key} has too many parameters`);
-    if (this.arenaUsed + slot > ARENA_BYTES) this.flush();
-    const offset = this.arenaUsed;
-    const base = offset / 4;
-    src.params.forEach(([, ty], i) => {
-      const v = params[i]!;
-      if (ty === 'f32') this.arenaF32[base + i] = v;
-      else if (ty === 'i32') this.arenaI32[base + i] = v;
-      else this.arenaU32[base + i] = v;
-    });
-    this.arenaUsed += slot;
+    if (!this.arena.fits(params.length, src.key)) this.flush();
+    const offset = this.arena.push(src.params, params);
 
     // The parameters' slot is part of the bind group (a static offset): on lavapipe a dynamic
     // offset costs about as much again as the rest of a small dispatch. A training step repeats
@@ -435,7 +182,7 @@ export class Runtime {
     if (!bg) {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
       const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu } }));
-      entries.push({ binding: phys.length, resource: { buffer: this.uniform, offset, size: UNIFORM_BINDING_BYTES } });
+      entries.push({ binding: phys.length, resource: { buffer: this.arena.buffer, offset, size: UNIFORM_BINDING_BYTES } });
       bg = this.device.createBindGroup({ layout: pipe.layout, entries });
       this.bindGroups.set(bgKey, bg);
       this.stats.bindGroups++;
@@ -478,55 +225,6 @@ export class Runtime {
     this.finishDispatch(blocks);
   }
 
-  private build(src: KernelSource, args: readonly Arg[], phys: Physical[], map: number[]): Pipeline {
-    const t0 = performance.now();
-    // Each binding is declared once as b<i>; each argument's helpers forward to its binding's.
-    const kinds: BindingKind[] = phys.map((p) => ({
-      dtype: p.dtype, access: p.access, atomic: p.access === 'read_write' && p.mode === 'atomic' && !p.vec4, vec4: p.vec4, native: p.native,
-    }));
-    const helpers = new Map<string, string>();
-    kinds.forEach((k, i) => bindingHelpers(`b${i}`, k).forEach((v, n) => helpers.set(n, v)));
-    args.forEach((a, i) => argumentHelpers(a.name, `b${map[i]}`, kinds[map[i]!]!, a.access).forEach((v, n) => helpers.set(n, v)));
-    const fields = src.params.length ? src.params.map(([n, t]) => `${n}: ${t},`).join(' ') : 'unused: u32,';
-    const own = [
-      src.random ? WGSL_RANDOM : '',
-      `struct Params { ${fields} }\n@group(0) @binding(${phys.length}) var<uniform> P: Params;`,
-      typeof src.body === 'function' ? src.body() : src.body,
-    ].filter(Boolean).join('\n');
-    const code = [
-      ...(phys.some((p) => p.native) ? ['enable f16;'] : []),
-      ...(src.subgroups ? ['enable subgroups;'] : []),
-      ...kinds.map((k, i) => declareStorage(i, k)),
-      ...linkHelpers(own, helpers),
-      own,
-    ].join('\n');
-
-    const layoutKey = phys.map((p) => (p.access === 'read' ? 'r' : 'w')).join('');
-    let layout = this.layouts.get(layoutKey);
-    if (!layout) {
-      const entries: GPUBindGroupLayoutEntry[] = phys.map((p, i) => ({
-        binding: i, visibility: STAGE_COMPUTE,
-        buffer: { type: p.access === 'read' ? 'read-only-storage' : 'storage' },
-      }));
-      entries.push({ binding: phys.length, visibility: STAGE_COMPUTE, buffer: { type: 'uniform', minBindingSize: 0 } });
-      layout = this.device.createBindGroupLayout({ entries });
-      this.layouts.set(layoutKey, layout);
-    }
-    const module = this.device.createShaderModule({ code });
-    if (this.opts.checkShaders) {
-      module.getCompilationInfo().then((info) => {
-        for (const m of info.messages) if (m.type === 'error') console.error(`${src.key}: ${m.lineNum}:${m.linePos} ${m.message}\n${code.split('\n')[m.lineNum - 1]}`);
-      });
-    }
-    const pipeline = this.device.createComputePipeline({
-      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: 'main' },
-    });
-    this.stats.pipelines++;
-    this.stats.compileMs += performance.now() - t0;
-    return { pipeline, layoutKey, layout };
-  }
-
   private computePass(label: string): GPUComputePassEncoder {
     if (!this.pass) {
       this.encoder ??= this.device.createCommandEncoder();
@@ -558,24 +256,25 @@ export class Runtime {
     if (!this.encoder) return;
     const enc = this.endPass();
     const afterSubmit = this.profiler?.collect(enc);
-    if (this.arenaUsed > 0) this.device.queue.writeBuffer(this.uniform, 0, this.arena, 0, this.arenaUsed);
+    this.arena.upload(this.device.queue);
     this.device.queue.submit([enc.finish()]);
     afterSubmit?.();
     this.encoder = null;
-    this.arenaUsed = 0;
     this.pending = 0;
     this.serial++;
     this.stats.submits++;
   }
 
-  /** Makes a host write into `block` safe: if the pending group uses the block, submit it first. */
-  beforeHostWrite(block: Block): void {
-    if (block.lastUse === this.serial) this.flush();
-  }
-
+  /**
+   * Submits the pending group before writing (which also makes writing into a block it uses safe):
+   * groups then start at the same place in every repetition of a training step (its first host
+   * write, the batch), so the step's dispatches get the same uniform offsets and therefore the
+   * same cached bind groups every time. (Flushing only when the group used the block let the group
+   * boundaries drift from step to step, multiplying the distinct bind groups past the cache's limit.)
+   */
   writeBytes(block: Block, byteOffset: number, data: ArrayBufferView): void {
     this.check();
-    this.beforeHostWrite(block);
+    this.flush();
     this.device.queue.writeBuffer(block.gpu, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -617,7 +316,7 @@ export class Runtime {
     this.encoder = null;
     this.pipelines.clear();
     this.bindGroups.clear();
-    this.free.clear();
+    this.pool.clear();
     this.readPool.clear();
     this.device.destroy();
   }

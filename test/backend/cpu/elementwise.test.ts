@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { contiguous, view, type View } from '../../../src/backend/backend.js';
 import { CpuBackend } from '../../../src/backend/cpu/backend.js';
 import { buf, cpu, read } from '../../helpers/cpu-views.js';
+import { counterOf } from '../../helpers/random.js';
 import { geluGrad, gelu } from '../../../src/backend/cpu/elementwise.js';
 import { collapse } from '../../../src/backend/cpu/strided.js';
 import { bitsToUniform, randomBits, streamKey } from '../../../src/backend/random.js';
@@ -154,6 +155,18 @@ describe('cpu unary, fill, cast, dropout and causalFill', () => {
       const keep = bitsToUniform(randomBits(key, start + i)) >= p;
       assert.equal(v, keep ? Math.fround(2 / (1 - p)) : 0);
     });
+  });
+
+  it('dropout decides on the top 24 bits of the random word: keep <=> (bits24 + 0.5) / 2^24 >= p (p = 0.2)', () => {
+    // 0.2 * 2^24 = 3355443.2: the words whose top 24 bits are 3355443 are kept ((3355443 + 0.5) / 2^24 > 0.2),
+    // those at 3355442 dropped. A 23-bit rule would drop both.
+    const key = streamKey(9), x = buf('float32', [1]), out = view(cpu.alloc('float32', 1));
+    for (const [top, kept] of [[3355442, false], [3355443, true], [3355444, true]] as const) {
+      for (const low of [0, 0xff]) {
+        cpu.dropout(x, out, 0.2, key, counterOf(key, ((top << 8) | low) >>> 0));
+        assert.equal(read(out)[0] !== 0, kept, `top 24 bits ${top}, low ${low}`);
+      }
+    }
   });
 
   it('causalFill fills s > t + (S - T) in each [T, S] block', () => {

@@ -108,3 +108,16 @@ describe('cpu matmul kernel against a naive loop', () => {
     assert.deepEqual([...cpu.readSync(out)], [-1, -1, 1, 2, 3, 4, -1, -1]);
   });
 });
+
+describe('cpu reference precision', () => {
+  it('matmul and sum accumulate in float64 and round once: 2^24 + 1 + 1 is 2^24 + 2, not float32 order-dependent 2^24', () => {
+    const terms = [2 ** 24, 1, 1];
+    const spec: MatmulSpec = { batch: 1, m: 1, n: 1, k: 3, transA: false, transB: false, strideA: 0, strideB: 0 };
+    const c = view(cpu.alloc('float32', 1));
+    cpu.matmul(buf('float32', terms), buf('float32', [1, 1, 1]), c, spec);
+    assert.equal(cpu.readSync(c)[0], 2 ** 24 + 2);
+    const s = view(cpu.alloc('float32', 1));
+    cpu.reduce('sum', buf('float32', terms), s, 1, 3, 1);
+    assert.equal(cpu.readSync(s)[0], 2 ** 24 + 2);
+  });
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { view, type HeadLayout, type View } from '../../../src/backend/backend.js';
+import { IndexOutOfRangeError, view, type HeadLayout, type View } from '../../../src/backend/backend.js';
 import { buf, cpu, read } from '../../helpers/cpu-views.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 
@@ -55,6 +55,32 @@ describe('cpu embedding kernels', () => {
     const acc = buf('float32', [100, 100, 100, 100, 100, 100]);
     cpu.scatterAdd(buf('float32', [1, 2, 3, 4, 5, 6]), ids, acc, 3, 2);
     assert.deepEqual(read(acc), [103, 104, 100, 100, 106, 108]);
+  });
+});
+
+describe('cpu index range checks', () => {
+  const outOfRange = (what: string, position: number, value: number) => (e: unknown) =>
+    e instanceof IndexOutOfRangeError && e.what === what && e.position === position && e.value === value
+    && e.message.includes(`${what} ${value} at position ${position}`);
+
+  it('gather and scatterAdd raise IndexOutOfRangeError for the first id outside the table, naming position and value', () => {
+    const table = buf('float32', [1, 2, 3, 4, 5, 6]);
+    const out = view(cpu.alloc('float32', 8));
+    for (const [ids, position, value] of [[[0, 2, 3, -1], 2, 3], [[1, -1, 0, 7], 1, -1], [[0, 1, 2, 99], 3, 99]] as const) {
+      assert.throws(() => cpu.gather(table, buf('int32', [...ids]), out, 4, 2), outOfRange('token id', position, value));
+      assert.throws(() => cpu.scatterAdd(out, buf('int32', [...ids]), table, 4, 2), outOfRange('token id', position, value));
+    }
+    assert.deepEqual(read(table), [1, 2, 3, 4, 5, 6], 'nothing was added before the error');
+  });
+
+  it('crossEntropy raises for a target outside the classes; the ignore index is allowed', () => {
+    const logits = buf('float32', new Array(12).fill(0));
+    const loss = view(cpu.alloc('float32', 1)), lse = view(cpu.alloc('float32', 4)), count = view(cpu.alloc('float32', 1));
+    assert.throws(() => cpu.crossEntropy(logits, buf('int32', [0, -100, 400, 3]), loss, lse, count, 4, 3, -100), outOfRange('target', 2, 400));
+    assert.throws(() => cpu.crossEntropy(logits, buf('int32', [0, -1, 2, 1]), loss, lse, count, 4, 3, -100), outOfRange('target', 1, -1));
+    assert.throws(() => cpu.crossEntropy(logits, buf('int32', [0, 1, 2, -100]), loss, lse, count, 4, 3, 5), outOfRange('target', 3, -100));
+    cpu.crossEntropy(logits, buf('int32', [0, 5, 2, 1]), loss, lse, count, 4, 3, 5);
+    assert.deepEqual(read(count), [3]);
   });
 });
 

@@ -7,6 +7,8 @@ import { describe, test } from 'node:test';
 import type { MatmulSpec, View } from '../../../src/backend/backend.js';
 import { BackendError } from '../../../src/backend/backend.js';
 import { createWebGPUBackend, BufferTooLargeError, DeviceLostError, type WebGPUBackend } from '../../../src/backend/webgpu/backend.js';
+import { needsUnsafeF16 } from '../../../src/backend/webgpu/device.js';
+import { dawnCreateOptions } from '../../../src/backend/webgpu/node.js';
 import { decodeBFloat16, decodeFloat16 } from '../../../src/dtype/codec.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 import * as mp from '../../../src/index.js';
@@ -85,6 +87,26 @@ describe('webgpu backend', { skip }, () => {
     assert.equal(after.bytes, before.bytes);
     assert.equal(after.buffers, before.buffers);
     assert.ok(after.peakBytes >= after.bytes);
+  });
+
+  test('a repeated step whose dispatch count is no multiple of the group size makes no new bind groups after its first run', async () => {
+    const b = webgpu();
+    const batch = b.alloc('float32', 4), x = b.alloc('float32', 64);
+    const xv: View = { buf: x, offset: 0, size: 64, dtype: 'float32' };
+    b.fill(xv, 1);
+    // A step: write the batch (a block the step's kernels do not use), then 7 kernels.
+    const step = () => {
+      b.write({ buf: batch, offset: 0, size: 4, dtype: 'float32' }, [1, 2, 3, 4]);
+      for (let k = 0; k < 7; k++) b.unary('affine', xv, xv, 1, k);
+    };
+    step();
+    step();
+    const made = b.rt.stats.bindGroups;
+    for (let i = 0; i < 60; i++) step();
+    await b.sync();
+    assert.equal(b.rt.stats.bindGroups, made);
+    b.free(batch);
+    b.free(x);
   });
 
   test('kernels are recorded without waiting and submitted in groups; reads see every earlier write', async () => {
@@ -218,6 +240,44 @@ describe('webgpu backend', { skip }, () => {
     b.destroy();
   });
 
+  test('trim() with recorded, unsubmitted commands on pooled buffers leaves the backend usable', async () => {
+    const b = await createWebGPUBackend({ register: false });
+    try {
+      const a = b.alloc('float32', 1024);
+      b.fill({ buf: a, offset: 0, size: 1024, dtype: 'float32' }, 3);
+      b.free(a);
+      // The fill is recorded but not submitted; trim destroys a's block.
+      b.trim();
+      const c = b.alloc('float32', 4);
+      b.fill({ buf: c, offset: 0, size: 4, dtype: 'float32' }, 2);
+      assert.deepEqual(Array.from(await b.read({ buf: c, offset: 0, size: 4, dtype: 'float32' })), [2, 2, 2, 2]);
+      await b.sync();
+      assert.equal(b.memory().buffers, 1);
+    } finally {
+      b.destroy();
+    }
+  });
+
+  test('globalThis.setImmediate is never replaced: before, during and after device waits', async () => {
+    const original = globalThis.setImmediate;
+    const b = await createWebGPUBackend({ register: false });
+    try {
+      const v = up(b, 'float32', [1, 2, 3, 4]);
+      const seen: (typeof setImmediate)[] = [];
+      const watch = setInterval(() => seen.push(globalThis.setImmediate), 0);
+      const [back] = await Promise.all([b.read(v), b.sync(), b.read(v)]);
+      clearInterval(watch);
+      assert.deepEqual(Array.from(back), [1, 2, 3, 4]);
+      assert.ok(seen.length > 0);
+      for (const f of seen) assert.equal(f, original);
+      // Dawn polls through the global: reads still complete with it untouched.
+      assert.deepEqual(Array.from(await b.read(v)), [1, 2, 3, 4]);
+    } finally {
+      b.destroy();
+    }
+    assert.equal(globalThis.setImmediate, original);
+  });
+
   test('the tensor API on WebGPU: dense + GELU + layer norm + attention + cross-entropy, forward and backward, as on the CPU', async () => {
     const gpu = webgpu();
     const run = async (backend: mp.Backend) => {
@@ -292,3 +352,22 @@ function assertCloseArrays(a: ArrayLike<number>, e: ArrayLike<number>, tol: { rt
 }
 
 
+
+describe("Dawn's unsafe APIs", () => {
+  test('are off unless asked for; the f16 toggles merge with the caller\'s enabled features', () => {
+    assert.deepEqual(dawnCreateOptions([], false), []);
+    assert.deepEqual(dawnCreateOptions(['backend=vulkan'], false), ['backend=vulkan']);
+    assert.deepEqual(dawnCreateOptions(['enable-dawn-features=dump_shaders'], false), ['enable-dawn-features=dump_shaders']);
+    assert.deepEqual(dawnCreateOptions(['enable-dawn-features=dump_shaders', 'backend=vulkan'], true),
+      ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,dump_shaders', 'backend=vulkan']);
+  });
+
+  test('are asked for only when shader-f16 is wanted and an NVIDIA adapter lacks it', () => {
+    const adapter = (vendor: string, f16: boolean) => ({ features: new Set(f16 ? ['shader-f16'] : []), info: { vendor } }) as unknown as GPUAdapter;
+    assert.equal(needsUnsafeF16(adapter('nvidia', false), {}), true);
+    assert.equal(needsUnsafeF16(adapter('nvidia', true), {}), false);
+    assert.equal(needsUnsafeF16(adapter('nvidia', false), { useF16: false }), false);
+    assert.equal(needsUnsafeF16(adapter('mesa', false), {}), false);
+    assert.equal(needsUnsafeF16(adapter('amd', false), {}), false);
+  });
+});

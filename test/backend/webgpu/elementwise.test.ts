@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BinaryOp, Strided, UnaryOp, View } from '../../../src/backend/backend.js';
 import { contiguousStrides } from '../../../src/backend/backend.js';
+import { counterOf } from '../../helpers/random.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 import {
   FLOATS, assertClose, both, bothEmpty, collect, compare, compareBits, cpu, mixed, rtolFor, skip, uniform, webgpu, whole,
@@ -190,6 +191,27 @@ describe('webgpu elementwise', { skip }, () => {
         const kept = maskC.filter((z) => !z).length;
         assert.ok(Math.abs(kept / data.length - (1 - p)) < 0.06, `kept fraction ${kept / data.length} for p=${p}`);
         assertClose(g, c, { rtol: rtolFor(dtype, 3e-7) }, `dropout values ${dtype}`);
+      }
+    }
+  });
+
+  test('dropout: the same mask bit for bit at the keep threshold, for p = 0.2 and random p', async () => {
+    // The counters whose random words fall next to p * 2^24, where a rule of other
+    // precision would decide differently: found by inverting randomBits.
+    const key = 0x2545f491;
+    const ps = [0.2, ...uniform(40, 17, 0, 1)];
+    for (const p of ps) {
+      const edge = Math.floor(p * 2 ** 24);
+      for (const top of [edge - 1, edge, edge + 1]) {
+        for (const low of [0, 0x80, 0xff]) {
+          const start = counterOf(key, ((top << 8) | low) >>> 0);
+          const [gx, cx] = both('float32', [1.5]);
+          const [go, co] = bothEmpty('float32', 1);
+          webgpu().dropout(gx, go, p, key, start);
+          cpu.dropout(cx, co, p, key, start);
+          const g = (await webgpu().read(go))[0], c = (await cpu.read(co))[0];
+          assert.equal(g === 0, c === 0, `p = ${p}: word ${top}:${low} (counter ${start}) kept on ${g === 0 ? 'the CPU' : 'WebGPU'} only`);
+        }
       }
     }
   });

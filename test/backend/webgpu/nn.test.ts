@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ReduceOp, View } from '../../../src/backend/backend.js';
+import { IndexOutOfRangeError, type ReduceOp, type View } from '../../../src/backend/backend.js';
 import type { DType } from '../../../src/dtype/dtype.js';
 import {
   FLOATS, both, bothEmpty, collect, compare, compareBits, cpu, normal, rtolFor, sameGpuBits, skip, uniform, webgpu, whole,
@@ -161,4 +161,50 @@ describe('webgpu reductions and row kernels', { skip }, () => {
       }
     }
   }));
+
+  test('scatterAdd: many positions and a large table (two radix passes, many blocks), the CPU result to the bit', () => collect(async (check) => {
+    for (const [n, rows, dim] of [[20000, 50257, 3], [3000, 700, 4], [1000, 1, 2], [777, 300, 5]] as const) {
+      // Skewed ids: half the positions share a few ids, in runs and scattered, so chains are long.
+      const ids = uniform(n, n + rows, 0, rows).map((x, i) => Math.floor(i % 2 ? x : x % 7));
+      for (const dtype of FLOATS) {
+        const [gg, cg] = both(dtype, normal(n * dim, 5), 1);
+        const [gi, ci] = both('int32', ids, 1);
+        const [go, co] = both(dtype, normal(rows * dim, 6), 1);
+        webgpu().scatterAdd(gg, gi, go, n, dim);
+        cpu.scatterAdd(cg, ci, co, n, dim);
+        await check(() => compareBits(whole(go), whole(co), `scatterAdd ${dtype} n ${n} rows ${rows}`));
+      }
+    }
+  }));
+
+  test('ids and targets out of range: the first bad position of the first failing op is raised at the next read, then cleared', async () => {
+    const outOfRange = (what: string, position: number, value: number) => (e: unknown) =>
+      e instanceof IndexOutOfRangeError && e.what === what && e.position === position && e.value === value;
+    const b = webgpu();
+    const [table] = both('float32', normal(10, 1));
+    const [out] = bothEmpty('float32', 18);
+    const [ids] = both('int32', [0, 5, 2, 6, -1, 9], 1);
+    b.gather(table, ids, out, 6, 2);
+    // Rows of bad ids are zeros, good rows are gathered.
+    await assert.rejects(b.read(out), outOfRange('token id', 1, 5));
+    const rows = await b.read(out);
+    assert.deepEqual(Array.from(rows.slice(2, 4)), [0, 0]);
+    assert.deepEqual(Array.from(rows.slice(0, 2)), Array.from((await b.read(table)).slice(0, 2)));
+    // The error was cleared: a good gather reads normally.
+    const [good] = both('int32', [1, 2, 3], 1);
+    b.gather(table, good, out, 3, 2);
+    await b.read(out);
+    // Two failing ops: the first is reported, by sync as well as by read.
+    const [logits] = both('float32', normal(12, 2));
+    const [loss] = bothEmpty('float32', 1), [lse] = bothEmpty('float32', 4), [count] = bothEmpty('float32', 1);
+    const [targets] = both('int32', [0, -100, 3, 400], 1);
+    b.crossEntropy(logits, targets, loss, lse, count, 4, 3, -100);
+    b.scatterAdd(out, ids, table, 6, 2);
+    await assert.rejects(b.sync(), outOfRange('target', 2, 3));
+    b.scatterAdd(out, ids, table, 6, 2);
+    await assert.rejects(b.read(loss), outOfRange('token id', 1, 5));
+    const [ignored] = both('int32', [0, -100, 2, 1], 1);
+    b.crossEntropy(logits, ignored, loss, lse, count, 4, 3, -100);
+    assert.equal((await b.read(count))[0], 3);
+  });
 });

@@ -1,5 +1,5 @@
 // Row kernels of the transformer: softmax and log-softmax, layer norm,
-// cross-entropy (each forward and backward), and the embedding gradient.
+// cross-entropy (each forward and backward).
 // Short rows get one invocation each (vectorised when aligned), long rows a
 // workgroup with reductions in workgroup memory; the weight and bias
 // gradients of layer norm are reduced over rows in a second pass, in a fixed
@@ -400,6 +400,9 @@ function layerNormBackwardQuad(
 
 // ---- cross-entropy ----
 
+/** A target kept inside its row: one out of range (reported by the index check at the next read) reads column 0. */
+const IN_ROW = `fn in_row(t: i32, cols: u32) -> u32 { return select(0u, u32(t), t >= 0 && u32(t) < cols); }`;
+
 /** Per row: lse, and (loss term, counted) pairs into `part` [rows, 2]. */
 function crossEntropyRowsSource(p: RowPlan): KernelSource {
   return {
@@ -407,6 +410,7 @@ function crossEntropyRowsSource(p: RowPlan): KernelSource {
     subgroups: p.subgroups,
     params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['ignore', 'i32']],
     body: () => `${rowReductions(p)}
+${IN_ROW}
 ${rowMain(p, 'P.rows')}
   let xb = P.o_x + unit * P.cols;
   var mx = -inf_f32();
@@ -421,7 +425,7 @@ ${rowMain(p, 'P.rows')}
     let t = loadi_t(P.o_t + unit);
     var loss = 0.0;
     var counted = 0.0;
-    if (t != P.ignore) { loss = l - load_x(xb + u32(t)); counted = 1.0; }
+    if (t != P.ignore) { loss = l - load_x(xb + in_row(t, P.cols)); counted = 1.0; }
     put2_part(2u * unit, loss, counted, 3u);
   }
 }`,
@@ -589,7 +593,8 @@ function crossEntropyRowsQuadSource(): KernelSource {
   return {
     key: 'crossEntropyRowsQuad',
     params: [['rows', 'u32'], ['cols', 'u32'], ['o_x', 'u32'], ['o_t', 'u32'], ['o_lse', 'u32'], ['ignore', 'i32']],
-    body: () => `${QUAD_MAIN}
+    body: () => `${IN_ROW}
+${QUAD_MAIN}
   let xb = (P.o_x + row * P.cols) >> 2u;
   var m4 = vec4<f32>(-inf_f32());
   for (var q = 0u; q < nq; q = q + 1u) { let v = load4_x(xb + q); m4 = select(m4, v, v > m4); }
@@ -601,7 +606,7 @@ function crossEntropyRowsQuadSource(): KernelSource {
   let t = loadi_t(P.o_t + row);
   var loss = 0.0;
   var counted = 0.0;
-  if (t != P.ignore) { loss = l - load_x(P.o_x + row * P.cols + u32(t)); counted = 1.0; }
+  if (t != P.ignore) { loss = l - load_x(P.o_x + row * P.cols + in_row(t, P.cols)); counted = 1.0; }
   put2_part(2u * row, loss, counted, 3u);
 }`,
   };
@@ -644,78 +649,4 @@ export function crossEntropyBackwardRows(
     { name: 'gy', buf: gy.buf, access: 'read' },
   ], [rows, cols, logits.offset, targets.offset, lse.offset, count.offset, gy.offset, out.offset, ignoreIndex | 0], rt.grid(Math.ceil(rows / QUAD_WG)));
   return true;
-}
-
-// ---- embedding gradient ----
-
-const LINK_WG = 64;
-const NONE = 0xffffffff;
-
-/**
- * Pass 1: for each position i, the next position with the same id (or NONE)
- * and whether i is its id's first occurrence. Pass 2: each first occurrence
- * walks its chain in order and adds the gradient rows into its table row, so
- * every table row has one writer and sums in the CPU's order.
- */
-const linkSource: KernelSource = {
-  key: 'scatterLinks',
-  params: [['n', 'u32'], ['o_ids', 'u32']],
-  body: () => `@compute @workgroup_size(${LINK_WG}) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = flat_id(gid, nwg, ${LINK_WG}u);
-  if (i >= P.n) { return; }
-  let id = loadi_ids(P.o_ids + i);
-  var next = ${NONE}u;
-  for (var j = i + 1u; j < P.n; j = j + 1u) { if (loadi_ids(P.o_ids + j) == id) { next = j; break; } }
-  var first = 1u;
-  for (var j = i; j > 0u; j = j - 1u) { if (loadi_ids(P.o_ids + j - 1u) == id) { first = 0u; break; } }
-  putbits_links(i, next);
-  putbits_links(P.n + i, first);
-}`,
-};
-
-const SCATTER_WG = 64;
-const scatterSource: KernelSource = {
-  key: 'scatterAdd',
-  params: [['n', 'u32'], ['dim', 'u32'], ['pairs', 'u32'], ['rows', 'u32'], ['o_ids', 'u32'], ['o_g', 'u32'], ['o_out', 'u32']],
-  body: () => `@compute @workgroup_size(${SCATTER_WG}) fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = flat_id(gid, nwg, ${SCATTER_WG}u);
-  let i = t / P.pairs;
-  if (i >= P.n) { return; }
-  if (loadbits_links(P.n + i) == 0u) { return; }
-  let id = loadi_ids(P.o_ids + i);
-  if (id < 0 || u32(id) >= P.rows) { return; }
-  let c = (t % P.pairs) * 2u;
-  let two = c + 1u < P.dim;
-  let ob = P.o_out + u32(id) * P.dim + c;
-  var a0 = load_out(ob);
-  var a1 = 0.0;
-  if (two) { a1 = load_out(ob + 1u); }
-  var j = i;
-  loop {
-    let gb = P.o_g + j * P.dim + c;
-    a0 = a0 + load_g(gb);
-    if (two) { a1 = a1 + load_g(gb + 1u); }
-    j = loadbits_links(j);
-    if (j == ${NONE}u) { break; }
-  }
-  put2_out(ob, a0, a1, select(1u, 3u, two));
-}`,
-};
-
-export function scatterAdd(rt: Runtime, g: View, ids: View, out: View, n: number, dim: number): void {
-  if (n === 0 || dim === 0) return;
-  const links = rt.alloc('int32', 2 * n);
-  rt.dispatch(linkSource, [
-    { name: 'ids', buf: ids.buf, access: 'read' },
-    { name: 'links', buf: links, access: 'read_write' },
-  ], [n, ids.offset], rt.grid(Math.ceil(n / LINK_WG)));
-  const pairs = Math.ceil(dim / 2);
-  const owned = !is16Bit(out.dtype) || (out.offset % 2 === 0 && dim % 2 === 0);
-  rt.dispatch(scatterSource, [
-    { name: 'links', buf: links, access: 'read' },
-    { name: 'ids', buf: ids.buf, access: 'read' },
-    { name: 'g', buf: g.buf, access: 'read' },
-    { name: 'out', buf: out.buf, access: 'read_write', mode: owned ? 'owned' : 'atomic' },
-  ], [n, dim, pairs, Math.floor(out.size / dim), ids.offset, g.offset, out.offset], rt.grid(Math.ceil((n * pairs) / SCATTER_WG)));
-  rt.release(links);
 }
