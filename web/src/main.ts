@@ -69,6 +69,7 @@ function redraw(): void {
   });
 }
 
+const percent = (f: number) => `${(100 * f).toPrecision(2)}%`;
 const fmt = (x: number, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
 function onMessage(run: PageRun, index: number, m: FromWorker): void {
@@ -116,6 +117,7 @@ function onMessage(run: PageRun, index: number, m: FromWorker): void {
       break;
     case 'stats':
       s.histogram = { step: m.step, low: m.low, counts: m.counts };
+      if (first) $('underflow').textContent = `${percent(m.float16Underflow)} / ${percent(m.bfloat16Underflow)}`;
       redraw();
       break;
     case 'running':

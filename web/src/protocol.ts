@@ -61,7 +61,8 @@ export type FromWorker =
   | { type: 'ready'; parameters: number; tokenizer: string; dataTokens: number; modelSource: string }
   | { type: 'step'; report: StepReport }
   | { type: 'eval'; step: number; loss: number }
-  | { type: 'stats'; step: number; scale: number; low: number; counts: number[]; below: number; above: number; zeros: number; total: number }
+  /** The sampled gradients' log2-magnitude histogram, and the fractions that float16 and bfloat16 would round to zero. */
+  | { type: 'stats'; step: number; scale: number; low: number; counts: number[]; float16Underflow: number; bfloat16Underflow: number }
   | { type: 'running'; running: boolean; finished: boolean }
   | { type: 'sample'; prompt: string; text: string }
   | { type: 'model'; files: { name: string; bytes: ArrayBuffer }[] }

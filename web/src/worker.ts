@@ -4,9 +4,11 @@
 // the page. Messages are handled between steps, so stop, resume, generate and
 // download all act at a step boundary.
 import * as mp from '../../src/core.js';
-import { DEFAULT_MODEL_SIZES, DEFAULT_TRAIN_CONFIG } from '../../src/train/config.js';
+import { resolveTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { createOptimizer, createScaler, modelConfig } from '../../src/train/run-setup.js';
 import { evaluateLoss, batchTensors } from '../../src/train/evaluate.js';
 import { sampleText, type SamplePrecision } from '../../src/train/sample.js';
+import type { AutocastDType } from '../../src/amp/autocast.js';
 import { StatsSampler } from '../../src/report/sampler.js';
 import { HISTOGRAM_LOW } from '../../src/report/stats.js';
 import { loadGPT2Files, saveGPT2Files } from './hf-gpt2.js';
@@ -21,7 +23,8 @@ const post = (m: FromWorker, transfer: Transferable[] = []) => scope.postMessage
 
 interface Run {
   backend: mp.WebGPUBackend;
-  settings: RunSettings;
+  config: TrainConfig;
+  statsInterval: number;
   policy: mp.Policy;
   tokenizer: mp.Tokenizer;
   model: mp.GPT;
@@ -39,7 +42,7 @@ let run: Run | null = null;
 /** Requests that must wait for a step boundary while the loop runs. */
 const pending: ToWorker[] = [];
 
-const DEFAULT_SEED = DEFAULT_TRAIN_CONFIG.seed;
+const BYTE_VOCABULARY = 256;
 const EVAL_BATCHES = 4;
 
 async function backendOrExplain(): Promise<mp.WebGPUBackend | null> {
@@ -59,44 +62,37 @@ async function backendOrExplain(): Promise<mp.WebGPUBackend | null> {
 }
 
 /** The GPT of the default `mixprec train` run (byte tokens), or the given GPT-2 directory. */
-function makeModel(backend: mp.Backend, settings: RunSettings, files: HFModelFiles | null): mp.GPT {
+function makeModel(backend: mp.Backend, config: TrainConfig, files: HFModelFiles | null): mp.GPT {
   if (files) return loadGPT2Files(files.config, files.weights, backend);
-  const config = mp.gptConfig(DEFAULT_TRAIN_CONFIG.model, {
-    ...DEFAULT_MODEL_SIZES, vocabSize: 256, blockSize: settings.blockSize, dropout: DEFAULT_TRAIN_CONFIG.dropout,
-  });
-  return new mp.GPT(config, { backend, seed: DEFAULT_SEED });
-}
-
-/** The GradScaler of a policy's loss scaling: dynamic, a fixed scale, or none. */
-function makeScaler(scaling: mp.LossScaling, backend: mp.Backend): mp.GradScaler {
-  if (scaling === 'none') return new mp.GradScaler({ enabled: false, backend });
-  if (scaling === 'dynamic') return new mp.GradScaler({ backend });
-  return new mp.GradScaler({ initScale: scaling, dynamic: false, backend });
+  return new mp.GPT(modelConfig(config, BYTE_VOCABULARY), { backend, seed: config.seed });
 }
 
 async function start(settings: RunSettings, data: TextData, files: HFModelFiles | null): Promise<void> {
   dispose();
+  // The default run's configuration with the page's settings; a bad value is a TrainConfigError naming it.
+  const config = resolveTrainConfig({
+    precision: settings.precision, lossScale: settings.lossScale, batchSize: settings.batchSize, blockSize: settings.blockSize,
+    lr: settings.lr, minLr: settings.lr / 10, maxSteps: settings.maxSteps, evalInterval: settings.evalInterval,
+  });
   const backend = await backendOrExplain();
   if (!backend) return;
-  const policy = mp.parsePolicy(settings.precision, settings.lossScale === 'auto' ? undefined : settings.lossScale);
+  const policy = mp.parsePolicy(config.precision, config.lossScale === 'auto' ? undefined : config.lossScale);
   const tokenizer = await mp.loadTokenizer(files ? 'gpt2' : 'byte');
-  const model = makeModel(backend, settings, files);
-  const blockSize = Math.min(settings.blockSize, model.config.blockSize);
+  const model = makeModel(backend, config, files);
+  config.blockSize = Math.min(config.blockSize, model.config.blockSize);
   if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
   const trainTokens = tokenizer.encode(data.train);
-  const shape = { batchSize: settings.batchSize, blockSize };
-  const decay = model.parameters().filter((p) => p.ndim >= 2), noDecay = model.parameters().filter((p) => p.ndim < 2);
-  const optimizer = new mp.AdamW([{ params: decay, weightDecay: DEFAULT_TRAIN_CONFIG.weightDecay }, { params: noDecay, weightDecay: 0 }], {
-    lr: settings.lr, betas: [DEFAULT_TRAIN_CONFIG.beta1, DEFAULT_TRAIN_CONFIG.beta2],
-  });
+  const shape = { batchSize: config.batchSize, blockSize: config.blockSize };
   run = {
-    backend, settings: { ...settings, blockSize }, policy, tokenizer, model, optimizer,
-    scaler: makeScaler(policy.lossScaling, backend),
-    sampler: new mp.BatchSampler(trainTokens, { ...shape, seed: DEFAULT_SEED, split: 'train' }),
+    backend, config, statsInterval: settings.statsInterval, policy, tokenizer, model,
+    optimizer: createOptimizer(model, config),
+    scaler: createScaler(config, backend),
+    sampler: new mp.BatchSampler(trainTokens, { ...shape, seed: config.seed, split: 'train' }),
     validation: mp.evalBatches(tokenizer.encode(data.validation), { ...shape, steps: EVAL_BATCHES, split: 'validation' }),
     stats: new StatsSampler(model),
-    step: 0, scale: 0, running: false,
+    step: 0, scale: 1, running: false,
   };
+  run.scale = run.scaler.enabled ? await run.scaler.getScale() : 1;
   post({
     type: 'ready', parameters: mp.countParameters(model.config), tokenizer: tokenizer.name, dataTokens: trainTokens.length,
     modelSource: files ? 'GPT-2 directory from disk' : `default mixprec train GPT (${model.config.nLayer} layers, width ${model.config.nEmbd})`,
@@ -104,27 +100,21 @@ async function start(settings: RunSettings, data: TextData, files: HFModelFiles 
   await loop(run);
 }
 
-/** One optimizer step (PyTorch's AMP recipe); on statistics steps the gradients entering each block are measured on the device. */
+/** One ampStep; on statistics steps the gradients entering each block are measured on the device as backward passes them. */
 async function trainStep(r: Run): Promise<void> {
-  const { settings, model, optimizer, scaler, policy } = r;
+  const { config: c, model, optimizer, scaler, policy } = r;
   const began = performance.now();
   r.step += 1;
-  optimizer.setLr(mp.warmupCosine(r.step - 1, { lr: settings.lr, minLr: settings.lr / 10, warmup: DEFAULT_TRAIN_CONFIG.warmup, decaySteps: settings.maxSteps }));
-  const sampling = r.step % settings.statsInterval === 0 || r.step === 1;
+  optimizer.setLr(mp.warmupCosine(r.step - 1, { lr: c.lr, minLr: c.minLr, warmup: c.warmup, decaySteps: c.maxSteps }));
+  const sampling = r.step % r.statsInterval === 0 || r.step === 1;
   if (sampling) r.stats.arm();
-  const batch = r.sampler.next();
-  const loss = mp.tidy(() => {
-    const { x, y } = batchTensors(model, batch, settings.batchSize, settings.blockSize);
-    const l = mp.withPolicy(policy, () => model.forward(x, y).loss!);
-    scaler.scale(l).backward();
-    if (sampling) r.stats.collectWeightGradients();
-    scaler.unscale(optimizer);
-    mp.clipGradNorm(optimizer, DEFAULT_TRAIN_CONFIG.clip);
-    scaler.step(optimizer);
-    scaler.update();
-    optimizer.zeroGrad();
-    return l;
-  });
+  const { loss, gradNorm } = mp.ampStep(() => {
+    const { x, y } = batchTensors(model, r.sampler.next(), c.batchSize, c.blockSize);
+    return model.forward(x, y).loss!;
+  }, { optimizer, scaler, maxGradNorm: c.clip, autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType) });
+  gradNorm?.dispose();
+  // The weight gradients are gone after the step (zeroGrad): this only takes the taps off.
+  if (sampling) r.stats.collectWeightGradients();
   const value = await loss.item();
   loss.dispose();
   const scaleBefore = r.scale;
@@ -134,25 +124,24 @@ async function trainStep(r: Run): Promise<void> {
     type: 'step',
     report: {
       step: r.step, loss: value, scale: r.scale, skipped: r.scale < scaleBefore,
-      tokensPerSec: (settings.batchSize * settings.blockSize) / seconds, memoryBytes: mp.memory(r.backend).bytes,
+      tokensPerSec: (c.batchSize * c.blockSize) / seconds, memoryBytes: mp.memory(r.backend).bytes,
     },
   });
   if (sampling) await postStats(r, scaleBefore);
 }
 
-/** The log2-magnitude histogram of the sampled gradients, summed over the blocks' activation gradients and the weight gradients. */
+/** The log2-magnitude histogram of the sampled gradients (those entering each block, as backward held them: scaled), summed over the blocks. */
 async function postStats(r: Run, scale: number): Promise<void> {
   const sample = await r.stats.read(r.step, scale);
   const counts: number[] = [];
-  let below = 0, above = 0, zeros = 0, total = 0;
+  let total = 0, float16Underflow = 0, bfloat16Underflow = 0;
   for (const t of sample.tensors) {
     t.histogram.bins.forEach((c, i) => (counts[i] = (counts[i] ?? 0) + c));
-    below += t.histogram.below;
-    above += t.histogram.above;
-    zeros += Math.round(t.zeros * t.size);
     total += t.size;
+    float16Underflow += t.float16.underflow * t.size;
+    bfloat16Underflow += t.bfloat16.underflow * t.size;
   }
-  post({ type: 'stats', step: r.step, scale, low: HISTOGRAM_LOW, counts, below, above, zeros, total });
+  post({ type: 'stats', step: r.step, scale, low: HISTOGRAM_LOW, counts, float16Underflow: float16Underflow / total, bfloat16Underflow: bfloat16Underflow / total });
 }
 
 function samplePrecision(policy: mp.Policy): SamplePrecision {
@@ -177,10 +166,10 @@ async function handleAtBoundary(r: Run, m: ToWorker): Promise<void> {
 async function loop(r: Run): Promise<void> {
   r.running = true;
   post({ type: 'running', running: true, finished: false });
-  while (r.running && r.step < r.settings.maxSteps && run === r) {
+  while (r.running && r.step < r.config.maxSteps && run === r) {
     await trainStep(r);
-    if (r.step % r.settings.evalInterval === 0 || r.step === r.settings.maxSteps) {
-      const e = await evaluateLoss(r.model, r.validation, { policy: r.policy, batchSize: r.settings.batchSize, blockSize: r.settings.blockSize, tokenizer: r.tokenizer.name });
+    if (r.step % r.config.evalInterval === 0 || r.step === r.config.maxSteps) {
+      const e = await evaluateLoss(r.model, r.validation, { policy: r.policy, batchSize: r.config.batchSize, blockSize: r.config.blockSize, tokenizer: r.tokenizer.name });
       post({ type: 'eval', step: r.step, loss: e.valLoss });
     }
     while (pending.length > 0) await handleAtBoundary(r, pending.shift()!);
@@ -188,7 +177,7 @@ async function loop(r: Run): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
   r.running = false;
-  post({ type: 'running', running: false, finished: r.step >= r.settings.maxSteps });
+  post({ type: 'running', running: false, finished: r.step >= r.config.maxSteps });
 }
 
 function dispose(): void {
@@ -207,7 +196,7 @@ async function handle(m: ToWorker): Promise<void> {
   if (!run) return;
   if (m.type === 'stop') run.running = false;
   else if (m.type === 'resume') {
-    if (!run.running && run.step < run.settings.maxSteps) await loop(run);
+    if (!run.running && run.step < run.config.maxSteps) await loop(run);
   } else if (run.running) pending.push(m);
   else await handleAtBoundary(run, m);
 }
