@@ -51,11 +51,18 @@ const nodeBuiltins: Plugin = {
   },
 };
 
+interface Size { raw: number; gzip: number }
+
 export interface BuildResult {
-  /** Bytes of the page's JavaScript, HTML and CSS (without the corpus slice), raw and gzip-compressed. */
-  code: { raw: number; gzip: number };
-  corpus: { raw: number; gzip: number };
+  /** Bytes of the page's HTML and JavaScript that every visit loads, raw and gzip-compressed. */
+  code: Size;
+  /** The GPT-2 tokenizer's chunk, loaded only when a GPT-2 model is fine-tuned. */
+  gpt2Tokenizer: Size;
+  corpus: Size;
 }
+
+/** The chunk esbuild splits off for gpt-tokenizer's r50k_base encoding (a dynamic import). */
+const TOKENIZER_CHUNK = /^r50k_base-.*\.js$/;
 
 export async function buildDemo(): Promise<BuildResult> {
   await rm(DIST, { recursive: true, force: true });
@@ -68,7 +75,7 @@ export async function buildDemo(): Promise<BuildResult> {
   });
   await copyFile(join(WEB, 'index.html'), join(DIST, 'index.html'));
   await writeFile(join(DIST, 'brown.json'), JSON.stringify(await brownSlice()));
-  const sizes = async (names: string[]) => {
+  const sizes = async (names: string[]): Promise<Size> => {
     let raw = 0, gzip = 0;
     for (const name of names) {
       const bytes = await readFile(join(DIST, name));
@@ -78,11 +85,16 @@ export async function buildDemo(): Promise<BuildResult> {
     return { raw, gzip };
   };
   const files = await readdir(DIST);
-  return { code: await sizes(files.filter((f) => f !== 'brown.json')), corpus: await sizes(['brown.json']) };
+  return {
+    code: await sizes(files.filter((f) => f !== 'brown.json' && !TOKENIZER_CHUNK.test(f))),
+    gpt2Tokenizer: await sizes(files.filter((f) => TOKENIZER_CHUNK.test(f))),
+    corpus: await sizes(['brown.json']),
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await buildDemo();
   const kb = (n: number) => `${(n / 1024).toFixed(0)} KiB`;
-  console.log(`web/dist: code ${kb(r.code.raw)} (${kb(r.code.gzip)} gzip), Brown slice ${kb(r.corpus.raw)} (${kb(r.corpus.gzip)} gzip)`);
+  const line = (what: string, size: Size) => `  ${what}: ${kb(size.raw)} (${kb(size.gzip)} gzip)`;
+  console.log(['web/dist:', line('page and worker', r.code), line('GPT-2 tokenizer, on demand', r.gpt2Tokenizer), line('Brown slice', r.corpus)].join('\n'));
 }

@@ -34,7 +34,7 @@ function settingsFor(choice: PrecisionChoice): RunSettings {
   return {
     precision: base.precision, lossScale: base.lossScale,
     batchSize: number('batch'), blockSize: number('block'), lr: number('lr'), maxSteps: number('steps'),
-    evalInterval: number('eval'), statsInterval: 10,
+    evalInterval: number('eval'),
   };
 }
 

@@ -22,8 +22,6 @@ export interface RunSettings {
   lr: number;
   maxSteps: number;
   evalInterval: number;
-  /** Gradient statistics every this many steps. */
-  statsInterval: number;
 }
 
 /** Training text, already split. */

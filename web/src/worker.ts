@@ -24,7 +24,7 @@ const post = (m: FromWorker, transfer: Transferable[] = []) => scope.postMessage
 interface Run {
   backend: mp.WebGPUBackend;
   config: TrainConfig;
-  statsInterval: number;
+  trainTokens: number;
   policy: mp.Policy;
   tokenizer: mp.Tokenizer;
   model: mp.GPT;
@@ -43,6 +43,8 @@ let run: Run | null = null;
 const pending: ToWorker[] = [];
 
 const BYTE_VOCABULARY = 256;
+/** Gradient statistics every this many steps (and at step 1). */
+const STATS_INTERVAL = 10;
 const EVAL_BATCHES = 4;
 
 async function backendOrExplain(): Promise<mp.WebGPUBackend | null> {
@@ -67,6 +69,26 @@ function makeModel(backend: mp.Backend, config: TrainConfig, files: HFModelFiles
   return new mp.GPT(modelConfig(config, BYTE_VOCABULARY), { backend, seed: config.seed });
 }
 
+/** Model, tokenizer, optimizer, scaler and data of a run on `backend`. */
+async function setUp(backend: mp.WebGPUBackend, config: TrainConfig, data: TextData, files: HFModelFiles | null): Promise<Run> {
+  const policy = mp.parsePolicy(config.precision, config.lossScale === 'auto' ? undefined : config.lossScale);
+  const tokenizer = await mp.loadTokenizer(files ? 'gpt2' : 'byte');
+  const model = makeModel(backend, config, files);
+  config.blockSize = Math.min(config.blockSize, model.config.blockSize);
+  if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
+  const trainTokens = tokenizer.encode(data.train);
+  const shape = { batchSize: config.batchSize, blockSize: config.blockSize };
+  return {
+    backend, config, policy, tokenizer, model, trainTokens: trainTokens.length,
+    optimizer: createOptimizer(model, config),
+    scaler: createScaler(config, backend),
+    sampler: new mp.BatchSampler(trainTokens, { ...shape, seed: config.seed, split: 'train' }),
+    validation: mp.evalBatches(tokenizer.encode(data.validation), { ...shape, steps: EVAL_BATCHES, split: 'validation' }),
+    stats: new StatsSampler(model),
+    step: 0, scale: 1, running: false,
+  };
+}
+
 async function start(settings: RunSettings, data: TextData, files: HFModelFiles | null): Promise<void> {
   dispose();
   // The default run's configuration with the page's settings; a bad value is a TrainConfigError naming it.
@@ -76,25 +98,16 @@ async function start(settings: RunSettings, data: TextData, files: HFModelFiles 
   });
   const backend = await backendOrExplain();
   if (!backend) return;
-  const policy = mp.parsePolicy(config.precision, config.lossScale === 'auto' ? undefined : config.lossScale);
-  const tokenizer = await mp.loadTokenizer(files ? 'gpt2' : 'byte');
-  const model = makeModel(backend, config, files);
-  config.blockSize = Math.min(config.blockSize, model.config.blockSize);
-  if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
-  const trainTokens = tokenizer.encode(data.train);
-  const shape = { batchSize: config.batchSize, blockSize: config.blockSize };
-  run = {
-    backend, config, statsInterval: settings.statsInterval, policy, tokenizer, model,
-    optimizer: createOptimizer(model, config),
-    scaler: createScaler(config, backend),
-    sampler: new mp.BatchSampler(trainTokens, { ...shape, seed: config.seed, split: 'train' }),
-    validation: mp.evalBatches(tokenizer.encode(data.validation), { ...shape, steps: EVAL_BATCHES, split: 'validation' }),
-    stats: new StatsSampler(model),
-    step: 0, scale: 1, running: false,
-  };
+  try {
+    run = await setUp(backend, config, data, files);
+  } catch (err) {
+    backend.destroy(); // nothing else was kept: the model and optimizer hold memory on this device only
+    throw err;
+  }
   run.scale = run.scaler.enabled ? await run.scaler.getScale() : 1;
+  const { model, tokenizer } = run;
   post({
-    type: 'ready', parameters: mp.countParameters(model.config), tokenizer: tokenizer.name, dataTokens: trainTokens.length,
+    type: 'ready', parameters: mp.countParameters(model.config), tokenizer: tokenizer.name, dataTokens: run.trainTokens,
     modelSource: files ? 'GPT-2 directory from disk' : `default mixprec train GPT (${model.config.nLayer} layers, width ${model.config.nEmbd})`,
   });
   await loop(run);
@@ -106,7 +119,7 @@ async function trainStep(r: Run): Promise<void> {
   const began = performance.now();
   r.step += 1;
   optimizer.setLr(mp.warmupCosine(r.step - 1, { lr: c.lr, minLr: c.minLr, warmup: c.warmup, decaySteps: c.maxSteps }));
-  const sampling = r.step % r.statsInterval === 0 || r.step === 1;
+  const sampling = r.step % STATS_INTERVAL === 0 || r.step === 1;
   if (sampling) r.stats.arm();
   const { loss, gradNorm } = mp.ampStep(() => {
     const { x, y } = batchTensors(model, r.sampler.next(), c.batchSize, c.blockSize);
