@@ -14,7 +14,8 @@ import { chromium } from 'playwright-core';
 import { buildDemo, DIST } from '../../web/build.js';
 import { serveStatic } from '../../web/serve.js';
 import { NO_WEBGPU } from '../../web/src/protocol.js';
-import { loadGPT2 } from '../../src/io/gpt2.js';
+import { loadGPT2, saveGPT2 } from '../../src/io/gpt2.js';
+import { GPT } from '../../src/nn/gpt.js';
 import { DEFAULT_TRAIN_CONFIG } from '../../src/train/config.js';
 import '../../src/autograd/backward.js';
 
@@ -29,9 +30,10 @@ if (!executable) {
 
 const STEPS = 30;
 const CHARTS = ['chart-loss', 'chart-scale', 'chart-histogram', 'chart-throughput', 'chart-memory'];
+const FIXTURES = new URL('../fixtures/gpt2/', import.meta.url).pathname;
 export const SCREENSHOT = process.env.MIXPREC_DEMO_SCREENSHOT ?? join(tmpdir(), 'mixprec-demo.png');
 
-test('the demo page trains a GPT in fp16 on WebGPU in headless Chromium and generates text', { skip, timeout: 170_000 }, async () => {
+test('the demo page trains a GPT in fp16 on WebGPU in headless Chromium and generates text', { skip, timeout: 240_000 }, async () => {
   await buildDemo();
   const { server, url } = await serveStatic(DIST, 0);
   const browser = await chromium.launch({
@@ -113,6 +115,29 @@ test('the demo page trains a GPT in fp16 on WebGPU in headless Chromium and gene
     const offsite = requests.filter((u) => !u.startsWith(url) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(offsite, [], 'every request stayed on the local server');
     assert.ok(requests.some((u) => u.endsWith('/worker.js')), 'the worker script was requested (requests are seen)');
+
+    // A GPT-2 directory picked from disk is fine-tuned with the GPT-2 tokenizer; a too-small vocabulary is refused by name.
+    const gpt2Dir = await mkdtemp(join(tmpdir(), 'mixprec-demo-gpt2-'));
+    try {
+      const gpt2 = await page.context().newPage();
+      await gpt2.goto(url);
+      await gpt2.setInputFiles('#hffiles', [join(FIXTURES, 'tiny/config.json'), join(FIXTURES, 'tiny/model.safetensors')]);
+      await gpt2.click('[data-testid="train"]');
+      await gpt2.waitForFunction(() => /vocab_size/.test(document.getElementById('log')!.textContent!), null, { timeout: 60_000 });
+      assert.match((await gpt2.textContent('#log'))!, /config\.json: 'vocab_size': vocab_size 96 is smaller than the GPT-2 tokenizer's 50257/);
+      const small = new GPT({ vocabSize: 50257, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0, bias: true }, { seed: 1 });
+      await saveGPT2(small, gpt2Dir);
+      small.dispose();
+      await gpt2.setInputFiles('#hffiles', [join(gpt2Dir, 'config.json'), join(gpt2Dir, 'model.safetensors')]);
+      await gpt2.fill('#batch', '2');
+      await gpt2.fill('#steps', '2');
+      await gpt2.click('[data-testid="train"]');
+      await gpt2.waitForFunction(() => document.querySelector('[data-testid="step"]')!.textContent === '2', null, { timeout: 90_000 });
+      assert.match((await gpt2.textContent('#log'))!, /^GPT-2 directory from disk: .* gpt2 tokenizer/);
+      await gpt2.close();
+    } finally {
+      await rm(gpt2Dir, { recursive: true, force: true });
+    }
 
     // Without WebGPU the page says so in one sentence.
     const bare = await context.newPage();

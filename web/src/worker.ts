@@ -11,6 +11,7 @@ import { sampleText, type SamplePrecision } from '../../src/train/sample.js';
 import type { AutocastDType } from '../../src/amp/autocast.js';
 import { StatsSampler } from '../../src/report/sampler.js';
 import { HISTOGRAM_LOW } from '../../src/report/stats.js';
+import { GPT2CheckpointError } from '../../src/io/gpt2.js';
 import { loadGPT2Files, saveGPT2Files } from './hf-gpt2.js';
 import { NO_WEBGPU, type FromWorker, type RunSettings, type TextData, type ToWorker, type HFModelFiles } from './protocol.js';
 
@@ -74,6 +75,10 @@ async function setUp(backend: mp.WebGPUBackend, config: TrainConfig, data: TextD
   const policy = mp.parsePolicy(config.precision, config.lossScale === 'auto' ? undefined : config.lossScale);
   const tokenizer = await mp.loadTokenizer(files ? 'gpt2' : 'byte');
   const model = makeModel(backend, config, files);
+  if (model.config.vocabSize < tokenizer.vocabSize) {
+    model.dispose();
+    throw new GPT2CheckpointError('config.json', `vocab_size ${model.config.vocabSize} is smaller than the GPT-2 tokenizer's ${tokenizer.vocabSize}`, 'vocab_size');
+  }
   config.blockSize = Math.min(config.blockSize, model.config.blockSize);
   if (policy.params !== 'float32') model.to(policy.params as mp.FloatDType);
   const trainTokens = tokenizer.encode(data.train);
