@@ -14,3 +14,7 @@ export { sampleText, SAMPLE_PRECISIONS, type SampleOptions, type SamplePrecision
 export { openModelDir, inspectModelDir, type OpenedModel, type ModelDirInfo } from './train/model-dir.js';
 export { readMetrics, METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type StartRecord, type TrainRecord, type EvalRecord } from './train/metrics.js';
 export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, CheckpointReplacedError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';
+export { compare, readSetupResult, DEFAULT_SETUPS, REPORT_FILE, RESULTS_FILE, type CompareOptions } from './report/compare.js';
+export { NumericsObserver, type NumericsOptions, type StatsRecord, type NonFiniteRecord } from './report/observer.js';
+export type { StepObserver, ObserverRecord } from './train/observer.js';
+export type { SkipRecord } from './train/metrics.js';

@@ -1,4 +1,4 @@
-// The `mixprec` command line: `mixprec <train|eval|generate> [options]`.
+// The `mixprec` command line: `mixprec <train|eval|generate|compare> [options]`.
 // bin/mixprec.js runs the compiled form of this file; during development
 // `node --import tsx src/cli/main.ts ...` runs it from source.
 
@@ -10,6 +10,7 @@ import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import type { OutputStream } from './progress.js';
 import { trainCommand } from './train.js';
+import { compareCommand } from './compare.js';
 
 type Command = (argv: readonly string[], out: OutputStream, err: OutputStream) => Promise<number>;
 
@@ -17,6 +18,7 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   train: { run: trainCommand, summary: 'train a GPT with mixed precision (the default run: a small GPT on the Brown corpus)' },
   eval: { run: evalCommand, summary: 'validation loss and perplexity of a checkpoint' },
   generate: { run: generateCommand, summary: 'sample text from a checkpoint' },
+  compare: { run: compareCommand, summary: 'train under several precision set-ups and write report.html comparing them' },
 };
 
 const USAGE = `usage: ${PROGRAM} <command> [options]`;

@@ -16,6 +16,10 @@ import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec, type O
 import { EXIT_INTERRUPTED, EXIT_OK } from './errors.js';
 import { HELP_OPTION, backendOption } from './common.js';
 import { StatusLine, type OutputStream } from './progress.js';
+import type { GPT } from '../nn/gpt.js';
+import { NumericsObserver, type NumericsOptions } from '../report/observer.js';
+import { REPORT_FILE, writeRunReport } from '../report/compare.js';
+import { computeMemory } from '../report/memory.js';
 
 export function parseLossScale(raw: string): TrainConfig['lossScale'] {
   if (raw === 'dynamic' || raw === 'none') return raw;
@@ -32,11 +36,13 @@ export function parsePrecision(raw: string): string {
 const presetNames = Object.keys(GPT_PRESETS);
 
 /** Options that map onto TrainConfig keys (camelCase of the option name). */
-const CONFIG_OPTIONS: OptionSpec[] = [
+export const CONFIG_OPTIONS: OptionSpec[] = [
   { name: 'precision', type: 'string', metavar: 'POLICY', default: D.precision, parse: parsePrecision,
     help: `${Object.keys(POLICY_PRESETS).join(', ')}, or a policy string such as params=float32,compute=bfloat16` },
   { name: 'loss-scale', type: 'string', metavar: 'dynamic|none|X', parse: parseLossScale, default: D.lossScale,
     defaultText: 'dynamic with float16 compute, none otherwise', help: 'loss scaling: dynamic (GradScaler), none, or a fixed scale' },
+  { name: 'min-scale', type: 'float', min: 0, default: D.minScale, defaultText: 'none', help: 'stop (with a checkpoint) when the dynamic scale would fall below this' },
+  { name: 'hysteresis', type: 'int', min: 1, default: D.hysteresis, help: 'back the dynamic scale off only after N consecutive overflows' },
   backendOption(D.backend),
   { name: 'model', type: 'enum', values: presetNames, metavar: 'PRESET', defaultText: `${D.model} with ${D.nLayer} layers, ${D.nHead} heads, width ${D.nEmbd}`,
     help: `GPT preset: ${presetNames.join(', ')}` },
@@ -67,6 +73,18 @@ const CONFIG_OPTIONS: OptionSpec[] = [
   { name: 'init-from', type: 'string', metavar: 'DIR', help: 'start from a Hugging Face GPT-2 directory (fine-tuning)' },
 ];
 
+/** Options of train and compare that look at the numbers, not at what is trained. */
+export const NUMERICS_OPTIONS: OptionSpec[] = [
+  { name: 'stats-interval', type: 'int', min: 0, defaultText: 'max-steps / 20 (0: off)', help: 'sample gradient statistics every N steps into metrics.jsonl and report.html' },
+  { name: 'find-nonfinite', type: 'flag', help: 'name the first inf/NaN tensor (module path, forward or gradient) of every step that has one (slower)' },
+];
+
+/** The numerics observer the options ask for, given the run's length. */
+export function numericsOptions(values: Record<string, unknown>, maxSteps: number): NumericsOptions {
+  const interval = values['stats-interval'] as number | undefined;
+  return { statsInterval: interval ?? Math.max(1, Math.floor(maxSteps / 20)), findNonFinite: values['find-nonfinite'] === true };
+}
+
 export const TRAIN_SPEC: CommandSpec = {
   name: 'train',
   summary: 'Train a GPT with mixed precision (autocast, float32 master weights, dynamic loss scaling).',
@@ -75,6 +93,7 @@ export const TRAIN_SPEC: CommandSpec = {
     ...CONFIG_OPTIONS,
     { name: 'out', type: 'string', metavar: 'DIR', defaultText: 'runs/<date>-<time>', help: 'run directory: metrics.jsonl, summary.json, checkpoint/' },
     { name: 'resume', type: 'string', metavar: 'RUN_DIR', help: 'continue the run in RUN_DIR from its checkpoint (exactly)' },
+    ...NUMERICS_OPTIONS,
     HELP_OPTION,
   ],
   epilog: [
@@ -93,7 +112,7 @@ export const TRAIN_SPEC: CommandSpec = {
   ].join('\n'),
 };
 
-function camel(name: string): string {
+export function camel(name: string): string {
   return name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
@@ -148,9 +167,10 @@ export async function trainCommand(argv: readonly string[], out: OutputStream, e
   const log = (m: string) => status.print(m);
   let trainer: Trainer;
   try {
+    const observers = (model: GPT) => [new NumericsObserver(model, numericsOptions(args.values, given.maxSteps ?? D.maxSteps))];
     trainer = resume !== undefined
-      ? await Trainer.resume(resume, given, { log })
-      : await Trainer.create(given, { runDir: (args.values.out as string | undefined) ?? defaultRunDir(), log });
+      ? await Trainer.resume(resume, given, { log, observers })
+      : await Trainer.create(given, { runDir: (args.values.out as string | undefined) ?? defaultRunDir(), log, observers });
   } catch (e) {
     if (e instanceof TrainConfigError) throw new UsageError(e.message, usage);
     throw e;
@@ -195,7 +215,9 @@ export async function trainCommand(argv: readonly string[], out: OutputStream, e
       },
       onEval: (r) => status.print(`step ${r.step}: ${lossText(r)}`),
       onCheckpoint: (dir, step) => status.print(`step ${step}: saved checkpoint ${shown(dir)}`),
+      onSkip: (r) => status.print(`step ${r.step}: ${r.skipped} steps skipped so far; the latest overflow was in the gradient of ${r.tensors.join(', ') || 'an unnamed tensor'}`),
     });
+    await writeRunReport(runDir, `mixprec train ${argv.join(' ')}`.trim(), { computed: computeMemory(trainer.model, trainer.optimizer), measured: null });
   } finally {
     process.off('SIGINT', onSigint);
     status.finish();
@@ -216,7 +238,7 @@ export async function trainCommand(argv: readonly string[], out: OutputStream, e
     lines.push(`final validation loss ${summary.finalValLoss.toFixed(4)} nats/token${perByte}, perplexity ${summary.finalValPerplexity!.toFixed(2)}`);
   }
   lines.push(
-    `run directory ${shown(runDir)} (${METRICS_FILE}, ${SUMMARY_FILE}, ${CHECKPOINT_DIR}/)`,
+    `run directory ${shown(runDir)} (${METRICS_FILE}, ${SUMMARY_FILE}, ${REPORT_FILE}, ${CHECKPOINT_DIR}/)`,
     `sample: mixprec generate --checkpoint ${quote(shown(runDir))} --prompt 'The '`,
   );
   if (summary.status === 'time-budget') lines.push(`continue: ${resumeHint}`);

@@ -16,12 +16,12 @@ export interface ReportOptions {
 
 /** float16's ranges on a log2 axis, and bfloat16's as a strip under the plot. */
 export const RANGES: readonly ShadedRange[] = [
-  { from: -80, to: -24, label: 'float16: lost (rounds to 0)', color: '#d62728' },
-  { from: -24, to: -14, label: 'float16: subnormal', color: '#ffbf00' },
-  { from: -14, to: 16, label: 'float16: normal', color: '#2ca02c' },
-  { from: 16, to: 40, label: 'float16: overflow', color: '#7f3fbf' },
-  { from: -133, to: -126, label: 'bfloat16: subnormal', color: '#ffbf00', strip: true },
-  { from: -126, to: 128, label: 'bfloat16: normal (strip)', color: '#17becf', strip: true },
+  { from: -80, to: -24, label: 'float16 lost (to 0)', color: '#d62728' },
+  { from: -24, to: -14, label: 'float16 subnormal', color: '#ffbf00' },
+  { from: -14, to: 16, label: 'float16 normal', color: '#2ca02c' },
+  { from: 16, to: 40, label: 'float16 overflow', color: '#7f3fbf' },
+  { from: -133, to: -126, label: 'bfloat16 subnormal', color: '#ffbf00', strip: true },
+  { from: -126, to: 128, label: 'bfloat16 normal (strip)', color: '#17becf', strip: true },
 ];
 
 /** The summed histogram of one kind of tensor in a set-up's last finite sample. */
@@ -38,7 +38,7 @@ function underflowHeatMap(r: SetupResult): string {
   const names = [...new Set(r.stats.flatMap((s) => s.tensors.filter((t) => t.kind.endsWith('grad')).map((t) => t.name)))];
   const lost = (t: TensorStats | undefined) => (t && t.nonFinite === 0 ? t.zeros + t.float16.underflow : null);
   return heatMap({
-    title: `${r.setup.name}: gradient values zero or below float16's range, per tensor`,
+    title: `${r.setup.name}: gradient values zero or lost in float16`,
     rowLabels: names,
     colLabels: r.stats.map((s) => String(s.step)),
     values: names.map((n) => r.stats.map((s) => lost(s.tensors.find((t) => t.name === n)))),
@@ -47,14 +47,14 @@ function underflowHeatMap(r: SetupResult): string {
 }
 
 function memoryChart(results: readonly SetupResult[]): string {
-  const bars = results.filter((r) => r.memory).flatMap((r) => (['computed', 'measured'] as const).map((k) => {
-    const m = r.memory![k];
+  const bars = results.filter((r) => r.memory).flatMap((r) => (['computed', 'measured'] as const).filter((k) => r.memory![k]).map((k) => {
+    const m = r.memory![k]!;
     const parts = [
       { name: 'parameters', value: m.parameters }, { name: 'master weights', value: m.masterWeights },
       { name: 'gradients', value: m.gradients }, { name: 'optimizer moments', value: m.optimizerStates },
       { name: 'activations', value: m.activations ?? 0 },
     ];
-    return { label: `${r.setup.name} (${k})`, parts: parts.map((p) => ({ ...p, value: p.value / 2 ** 20 })) };
+    return { label: `${r.setup.name}, ${k}`, parts: parts.map((p) => ({ ...p, value: p.value / 2 ** 20 })) };
   }));
   return stackedBar({ title: 'Memory: computed from the tensors and measured on the backend', unit: 'MiB', bars });
 }
@@ -75,28 +75,31 @@ function table(results: readonly SetupResult[]): string {
 export function renderReport(results: readonly SetupResult[], opts: ReportOptions = {}): string {
   const title = opts.title ?? 'mixprec numerics report';
   const summary = summarize(results);
+  const losses = results.flatMap((r) => [...r.train.map((p) => p.loss), ...r.eval.map((p) => p.valLoss)]).filter((x) => x > 0 && Number.isFinite(x));
+  // A loss that falls by orders of magnitude is read on a log axis.
+  const logLoss = losses.length > 0 && Math.max(...losses) / Math.min(...losses) > 16;
   const loss = lineChart({
-    title: 'Training and validation loss', xLabel: 'step', yLabel: 'loss (nats/token)',
-    series: results.flatMap((r) => [
-      { name: `${r.setup.name} train`, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
-      { name: `${r.setup.name} val`, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },
+    title: `Training and validation loss${logLoss ? ' (log scale)' : ''}`, xLabel: 'step', yLabel: 'loss (nats/token)', logY: logLoss,
+    series: results.flatMap((r, i) => [
+      { name: `${r.setup.name} train`, colorIndex: i, points: r.train.map((p) => ({ x: p.step, y: p.loss })) },
+      { name: `${r.setup.name} val`, colorIndex: i, dashed: true, points: r.eval.map((p) => ({ x: p.step, y: p.valLoss })) },
     ]),
   });
   const scaled = results.filter((r) => r.train.some((p) => p.scale !== 1));
   const scale = lineChart({
     title: 'Loss scale (skipped steps marked)', xLabel: 'step', yLabel: 'scale', logY: true, markerLabel: 'skipped step',
     series: scaled.map((r) => ({
-      name: r.setup.name, points: r.train.map((p) => ({ x: p.step, y: p.scale })),
+      name: r.setup.name, colorIndex: results.indexOf(r), points: r.train.map((p) => ({ x: p.step, y: p.scale })),
       markers: r.skipped.map((s) => ({ x: s.step, y: r.train.find((p) => p.step >= s.step)?.scale ?? r.train.at(-1)?.scale ?? 1 })),
     })),
   });
   const histogram = (kind: StatsKind, what: string) => {
     const series = results.flatMap((r) => { const h = lastHistogram(r, kind); return h ? [{ name: r.setup.name, counts: h.counts, low: h.low }] : []; });
-    return histogramChart({ title: `${what}: log2 |value| at the last sampled step (as the step saw them, scaled)`, low: series[0]?.low ?? -64, series, ranges: RANGES });
+    return histogramChart({ title: `${what}, last sample (scaled)`, low: series[0]?.low ?? -64, series, ranges: RANGES });
   };
   const charts = [
     ['loss', loss], ['loss-scale', scale],
-    ['activation-gradients', histogram('activation-grad', 'Activation gradients entering each block')],
+    ['activation-gradients', histogram('activation-grad', 'Activation gradients into each block')],
     ['weight-gradients', histogram('weight-grad', 'Weight gradients')],
     ...results.filter((r) => r.stats.length > 0).map((r, i) => [`underflow-${i}`, underflowHeatMap(r)]),
     ['memory', memoryChart(results)],

@@ -6,8 +6,17 @@
 import type { Backend } from '../backend/backend.js';
 import { itemSize } from '../dtype/dtype.js';
 import type { Module } from '../nn/module.js';
-import type { Optimizer, BaseOptions } from '../optim/optimizer.js';
 import type { Tensor } from '../tensor/tensor.js';
+
+/** What the breakdown reads from an optimizer (mixprec's optimizers). */
+export interface OptimizerTensors {
+  readonly paramGroups: readonly {
+    step: Tensor;
+    state: readonly Map<string, Tensor>[];
+    master: readonly (Tensor | null)[];
+    masterGrad: readonly (Tensor | null)[];
+  }[];
+}
 
 export interface MemoryBreakdown {
   parameters: number;
@@ -23,7 +32,7 @@ export interface MemoryBreakdown {
 const bytes = (ts: readonly (Tensor | null | undefined)[]): number => ts.reduce((a, t) => a + (t ? t.size * itemSize(t.dtype) : 0), 0);
 
 /** The sizes that follow from the tensors (activations are not computed: null). */
-export function computeMemory(model: Module, optimizer: Optimizer<BaseOptions>): MemoryBreakdown {
+export function computeMemory(model: Module, optimizer: OptimizerTensors): MemoryBreakdown {
   const params = model.parameters();
   const groups = optimizer.paramGroups;
   return {
@@ -52,7 +61,7 @@ export interface MeasureSteps<M, O> {
  * made by the optimizer's constructor: the measured optimizer states are what
  * that constructor allocated less the master copies' computed sizes.
  */
-export function measureMemory<M extends Module, O extends Optimizer<BaseOptions>>(backend: Backend, steps: MeasureSteps<M, O>): { measured: MemoryBreakdown; model: M; optimizer: O } {
+export function measureMemory<M extends Module, O extends OptimizerTensors>(backend: Backend, steps: MeasureSteps<M, O>): { measured: MemoryBreakdown; model: M; optimizer: O } {
   const at = () => backend.memory();
   const start = at().bytes;
   const model = steps.createModel();

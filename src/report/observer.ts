@@ -33,7 +33,8 @@ export class NumericsObserver implements StepObserver {
   }
 
   beforeStep(step: number): void {
-    if (this.sampler && step % this.interval === 0) this.sampler.arm();
+    // The first step too: its gradients are often the largest of the run.
+    if (this.sampler && (step === 1 || step % this.interval === 0)) this.sampler.arm();
   }
 
   afterBackward(_step: number, scale: Tensor | 1): void {

@@ -27,7 +27,8 @@ export interface SetupResult {
   stats: StatsSample[];
   /** Skipped steps, with the tensor that overflowed first when it is known. */
   skipped: { step: number; tensor?: string }[];
-  memory: { computed: MemoryBreakdown; measured: MemoryBreakdown } | null;
+  /** Computed from the tensors and, where measured, the backend's byte counts. */
+  memory: { computed: MemoryBreakdown; measured: MemoryBreakdown | null } | null;
   tokensPerSec: number;
   finalValLoss: number | null;
 }

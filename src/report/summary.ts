@@ -34,6 +34,8 @@ export interface Summary {
 }
 
 const pct = (x: number, digits = 2) => `${(x * 100).toFixed(digits)}%`;
+/** Four decimals, or four significant digits for losses near zero. */
+const loss = (x: number) => (Math.abs(x) >= 0.1 || !Number.isFinite(x) ? x.toFixed(4) : x.toPrecision(4));
 const isBaseline = (r: SetupResult) => r.setup.precision === 'fp32' || r.setup.precision === 'params=float32,compute=float32,output=float32';
 
 /** Size-weighted fraction of exact zeros over every gradient tensor of every sample. */
@@ -71,15 +73,16 @@ function describe(v: Verdict, r: SetupResult, base: SetupResult | undefined): st
   const parts: string[] = [];
   const val = r.finalValLoss;
   if (r.status === 'stopped') parts.push(`stopped at step ${r.steps}: ${r.stopReason ?? 'no reason given'}`);
-  else if (v.diverged) parts.push(`diverged (final validation loss ${val === null ? 'missing' : val.toFixed(4)}, above its starting loss ${r.train[0]?.loss.toFixed(4) ?? '?'})`);
+  else if (v.diverged) parts.push(`diverged (final validation loss ${val === null ? 'missing' : loss(val)}, above its starting loss ${r.train[0] ? loss(r.train[0].loss) : '?'})`);
   else if (base && v.relativeToFp32 !== null) {
-    const against = `${val!.toFixed(4)} against float32's ${base.finalValLoss!.toFixed(4)}`;
+    const against = `${loss(val!)} against float32's ${loss(base.finalValLoss!)}`;
     if (v.follows) parts.push(`follows float32 within ${pct(FOLLOW_TOLERANCE, 0)} (final validation loss ${against}, ${v.relativeToFp32 >= 0 ? '+' : ''}${pct(v.relativeToFp32)})`);
     else if (v.lags) parts.push(`lags float32 by ${pct(v.relativeToFp32)} in final validation loss (${against})`);
     else parts.push(`ends ${pct(-v.relativeToFp32)} below float32's final validation loss (${against})`);
     if (v.stalled) parts.push(`stalled: its loss fell by ${lossDrop(r)!.toFixed(3)}, less than ${pct(STALL_FRACTION, 0)} of float32's ${lossDrop(base)!.toFixed(3)}`);
-  } else if (val !== null) parts.push(`final validation loss ${val.toFixed(4)}`);
-  if (v.lostToUnderflow !== null && v.lostToUnderflow > 0) {
+  } else if (val !== null) parts.push(`final validation loss ${loss(val)}`);
+  // Below a thousandth of a percent it would print as 0.000%.
+  if (v.lostToUnderflow !== null && v.lostToUnderflow >= 5e-6) {
     parts.push(`lost ${pct(v.lostToUnderflow, 3)} of its gradient values to underflow (exact zeros ${pct(v.zeroFraction!, 3)}, float32 ${pct(v.zeroFraction! - v.lostToUnderflow, 3)})`);
   }
   if (v.skippedSteps > 0) {
@@ -95,7 +98,7 @@ export function summarize(results: readonly SetupResult[]): Summary {
   const verdicts = results.map((r) => verdict(r, base));
   const sentences: string[] = [];
   if (!base) sentences.push('No float32 set-up was run, so nothing is compared with float32.');
-  else sentences.push(`Reference: float32 (${base.setup.name}), final validation loss ${base.finalValLoss?.toFixed(4) ?? 'missing'} after ${base.steps} steps. A set-up "follows" float32 within ${pct(FOLLOW_TOLERANCE, 0)} of its final validation loss.`);
+  else sentences.push(`Reference: float32 (${base.setup.name}), final validation loss ${base.finalValLoss === null ? 'missing' : loss(base.finalValLoss)} after ${base.steps} steps. A set-up "follows" float32 within ${pct(FOLLOW_TOLERANCE, 0)} of its final validation loss.`);
   results.forEach((r, i) => { if (r !== base) sentences.push(describe(verdicts[i]!, r, base)); });
   const recommendation = recommendScale((base ?? results[0])?.stats ?? []);
   if (recommendation) {

@@ -11,6 +11,9 @@ export interface LineSeries {
   points: readonly Point[];
   /** Points drawn as markers on the line (skipped steps, for instance). */
   markers?: readonly Point[];
+  /** Index into PALETTE (default: the series' position), so related series can share a colour. */
+  colorIndex?: number;
+  dashed?: boolean;
 }
 
 export interface LineChartSpec {
@@ -95,7 +98,7 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 
 function legend(names: readonly string[], colors: readonly string[], extra = ''): string {
   const items = names.map((n, i) => `<rect x="${W - M.right + 10}" y="${M.top + i * 16}" width="10" height="10" fill="${colors[i]}"/>`
-    + text(W - M.right + 24, M.top + i * 16 + 9, n));
+    + text(W - M.right + 24, M.top + i * 16 + 9, n, 'font-size="9"'));
   return items.join('') + extra;
 }
 
@@ -122,15 +125,15 @@ export function lineChart(spec: LineChartSpec): string {
     body += `<line x1="${M.left}" x2="${M.left + PW}" y1="${py.toFixed(1)}" y2="${py.toFixed(1)}" stroke="#eee"/>`
       + text(M.left - 4, py + 4, spec.logY ? `2^${formatTick(t)}` : formatTick(t), 'text-anchor="end"');
   }
+  const colors = spec.series.map((s, i) => PALETTE[(s.colorIndex ?? i) % PALETTE.length]!);
   spec.series.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const color = colors[i]!;
     const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(fy(p.y)));
-    if (pts.length) body += `<polyline class="series" fill="none" stroke="${color}" stroke-width="1.5" points="${pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`;
+    if (pts.length) body += `<polyline class="series" fill="none" stroke="${color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''} points="${pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`;
     for (const m of s.markers ?? []) {
       if (Number.isFinite(fy(m.y))) body += `<circle class="marker" cx="${sx(m.x).toFixed(1)}" cy="${sy(m.y).toFixed(1)}" r="3.5" fill="none" stroke="${color}" stroke-width="1.5"/>`;
     }
   });
-  const colors = spec.series.map((_, i) => PALETTE[i % PALETTE.length]!);
   const markerNote = spec.markerLabel ? `<circle cx="${W - M.right + 15}" cy="${M.top + spec.series.length * 16 + 5}" r="3.5" fill="none" stroke="#333"/>`
     + text(W - M.right + 24, M.top + spec.series.length * 16 + 9, spec.markerLabel) : '';
   return frame('line', spec.title, body + legend(spec.series.map((s) => s.name), colors, markerNote));
@@ -212,7 +215,8 @@ export function stackedBar(spec: StackedBarSpec): string {
       const color = PALETTE[names.indexOf(p.name) % PALETTE.length]!;
       body += `<rect class="part" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" fill="${color}"><title>${escapeXml(`${b.label}: ${p.name} ${formatTick(p.value)} ${spec.unit}`)}</title></rect>`;
     }
-    body += text(x + barW / 2, M.top + PH + 14, b.label, 'text-anchor="middle"');
+    const lx = x + barW / 2, ly = M.top + PH + 10;
+    body += text(lx, ly, b.label, `text-anchor="end" font-size="9" transform="rotate(-35 ${lx.toFixed(1)} ${ly})"`);
   });
-  return frame('stacked-bar', spec.title, body + legend(names, names.map((_, i) => PALETTE[i % PALETTE.length]!)));
+  return frame('stacked-bar', spec.title, body + legend(names, names.map((_, i) => PALETTE[i % PALETTE.length]!)), H + 90);
 }

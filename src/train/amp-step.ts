@@ -30,6 +30,8 @@ export interface AmpStepOptions {
   maxGradNorm?: number;
   /** Micro-batches per step (gradient accumulation, default 1): each micro-batch's loss is divided by their number. */
   accumulationSteps?: number;
+  /** Called once the backward passes are done and before unscaling: the gradients are in place, still scaled. */
+  afterBackward?: () => void;
 }
 
 export interface AmpStepResult {
@@ -61,6 +63,7 @@ export function ampStep(forward: (micro: number) => Tensor, opts: AmpStepOptions
       scaler.scale(l).backward();
       loss = noGrad(() => (loss ? add(loss, l.detach()) : l.detach()));
     }
+    opts.afterBackward?.();
     scaler.unscale(optimizer);
     const gradNorm = maxGradNorm > 0 ? clipGradNorm(optimizer, maxGradNorm) : null;
     scaler.step(optimizer);

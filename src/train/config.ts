@@ -15,6 +15,12 @@ export interface TrainConfig {
   precision: string;
   /** 'auto' follows the policy: dynamic for float16 compute, none otherwise. */
   lossScale: LossScaling | 'auto';
+  /** Stop the run (LossScaleCollapsedError, after a checkpoint) when the dynamic scale would fall below this; 0: never. */
+  minScale: number;
+  /** Back the dynamic scale off only after this many consecutive overflows (DeepSpeed's hysteresis; 1 is PyTorch's rule). */
+  hysteresis: number;
+  /** Keep float32 master weights for 16-bit parameters (false: update the 16-bit weights directly). */
+  masterWeights: boolean;
   backend: BackendChoice;
   /** A GPT preset (GPT_PRESETS); nLayer, nHead and nEmbd override its sizes. */
   model: string;
@@ -70,6 +76,9 @@ export const DEFAULT_MODEL_SIZES = { nLayer: 2, nHead: 4, nEmbd: 96 } as const;
 export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = {
   precision: 'fp16',
   lossScale: 'auto',
+  minScale: 0,
+  hysteresis: 1,
+  masterWeights: true,
   backend: 'auto',
   model: 'mini',
   ...DEFAULT_MODEL_SIZES,
@@ -133,7 +142,9 @@ export function resolveTrainConfig(partial: Partial<TrainConfig> = {}): TrainCon
     const v = c[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(key, what);
   };
-  for (const k of ['batchSize', 'blockSize', 'gradAccum', 'maxSteps', 'evalInterval', 'evalSteps', 'logInterval'] as const) int(k, 1);
+  for (const k of ['batchSize', 'blockSize', 'gradAccum', 'maxSteps', 'evalInterval', 'evalSteps', 'logInterval', 'hysteresis'] as const) int(k, 1);
+  num('minScale', (v) => v >= 0, 'must be a number >= 0 (0: no minimum)');
+  if (typeof c.masterWeights !== 'boolean') fail('masterWeights', 'must be true or false');
   for (const k of ['warmup', 'saveInterval', 'seed'] as const) int(k, 0);
   for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) if (c[k] !== null) int(k, 1);
   num('lr', (v) => v > 0, 'must be a positive number');

@@ -55,7 +55,25 @@ export interface EvalRecord {
   elapsedSec: number;
 }
 
-export type MetricsRecord = StartRecord | TrainRecord | EvalRecord;
+/** Written at a logging step when steps were skipped since the previous one: the latest overflow, by gradient. */
+export interface SkipRecord {
+  type: 'skip';
+  step: number;
+  /** Skipped steps so far. */
+  skipped: number;
+  /** The first parameter whose gradient was inf or NaN at the latest overflow (null when unknown). */
+  tensor: string | null;
+  tensors: string[];
+}
+
+/** Written by a step observer (tensor statistics, the first non-finite tensor, ...). */
+export interface ObservedRecord {
+  type: 'stats' | 'nonfinite';
+  step: number;
+  [key: string]: unknown;
+}
+
+export type MetricsRecord = StartRecord | TrainRecord | EvalRecord | SkipRecord | ObservedRecord;
 
 /** Appends records to a metrics file (synchronously: a record is on disk before the next step starts). */
 export class MetricsWriter {

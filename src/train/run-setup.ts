@@ -9,20 +9,20 @@ import { AdamW } from '../optim/adamw.js';
 import { TrainConfigError, resolveLossScale, type TrainConfig } from './config.js';
 
 /** AdamW with nanoGPT's grouping: matrices and embeddings decay, biases and LayerNorm gains do not. */
-export function createOptimizer(model: GPT, c: Pick<TrainConfig, 'lr' | 'weightDecay' | 'beta1' | 'beta2'>): AdamW {
+export function createOptimizer(model: GPT, c: Pick<TrainConfig, 'lr' | 'weightDecay' | 'beta1' | 'beta2'> & Partial<Pick<TrainConfig, 'masterWeights'>>): AdamW {
   const params = model.parameters();
   const decay = params.filter((p) => p.ndim >= 2);
   const noDecay = params.filter((p) => p.ndim < 2);
   return new AdamW([{ params: decay, weightDecay: c.weightDecay }, { params: noDecay, weightDecay: 0 }], {
-    lr: c.lr, betas: [c.beta1, c.beta2],
+    lr: c.lr, betas: [c.beta1, c.beta2], masterWeights: c.masterWeights ?? true,
   });
 }
 
-/** The GradScaler for a loss-scaling setting: dynamic, a fixed scale, or disabled. */
+/** The GradScaler for a loss-scaling setting: dynamic (with the run's minScale and hysteresis), a fixed scale, or disabled. */
 export function createScaler(config: TrainConfig, backend: Backend): GradScaler {
   const scaling = resolveLossScale(config);
   if (scaling === 'none') return new GradScaler({ enabled: false, backend });
-  if (scaling === 'dynamic') return new GradScaler({ backend });
+  if (scaling === 'dynamic') return new GradScaler({ backend, minScale: config.minScale ?? 0, hysteresis: config.hysteresis ?? 1 });
   return new GradScaler({ initScale: scaling, dynamic: false, backend });
 }
 

@@ -26,7 +26,8 @@ import { loadTokenizedSplits, type TokenizedSplits } from '../data/cache.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TrainConfigError, optionName, resolveLossScale, resolveTrainConfig, type TrainConfig } from './config.js';
 import { createOptimizer, createScaler, modelConfig } from './run-setup.js';
-import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type TrainRecord } from './metrics.js';
+import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type SkipRecord, type TrainRecord } from './metrics.js';
+import { StepWatch, type StepObserver } from './step-watch.js';
 import { describeSelection, releaseBackend, selectBackend, type SelectedBackend } from './select-backend.js';
 import { batchTensors, evaluateLoss, type EvalResult } from './evaluate.js';
 import { ampStep, type AmpStepResult } from './amp-step.js';
@@ -56,6 +57,8 @@ export interface TrainHooks {
   onLog?(r: TrainRecord): void;
   onEval?(r: EvalRecord): void;
   onCheckpoint?(dir: string, step: number): void;
+  /** Steps were skipped since the previous logging step: the latest overflow, by gradient. */
+  onSkip?(r: SkipRecord): void;
   /** Aborting stops the run after the current step, with a checkpoint. */
   signal?: AbortSignal;
 }
@@ -93,6 +96,8 @@ export interface TrainerOptions {
   cacheDir?: string;
   /** Informational messages (data source, backend, model size). */
   log?: (message: string) => void;
+  /** Observers of the steps (tensor statistics, say), made for the run's model. */
+  observers?: (model: GPT) => StepObserver[];
 }
 
 /** The progress a checkpoint carries besides step, RNG and data position. */
@@ -118,6 +123,7 @@ export class Trainer {
   private lastEval: EvalRecord | null = null;
   private lastSavedStep = -1;
   private lastRecord: TrainRecord | null = null;
+  private watch!: StepWatch;
   /** Whether the backend was selected here (and is released by dispose) rather than passed in. */
   private ownsBackend = false;
   /** When this session started (creation included), and the seconds of earlier sessions of the run. */
@@ -251,6 +257,7 @@ export class Trainer {
       const scaler = createScaler(c, backend);
       const sampler = new BatchSampler(data.train, { batchSize: c.batchSize, blockSize: c.blockSize, seed: dataSeed(c.seed), split: 'train' });
       const trainer = new Trainer(c, policy, selected, tokenizer, data, model, optimizer, scaler, sampler, runDir);
+      trainer.watch = new StepWatch(opts.observers?.(model) ?? [], scaler, (r) => trainer.metrics?.append(r));
       if (ckpt) {
         await restoreOptimizer(ckpt, optimizer);
         restoreScaler(ckpt, scaler);
@@ -258,6 +265,7 @@ export class Trainer {
         trainer.step = ckpt.state.step;
         trainer.progress = { ...trainer.progress, ...(ckpt.state.progress as Partial<Progress>) };
         trainer.lastSavedStep = ckpt.state.step;
+        trainer.watch.startFrom(ckpt.state.step - (await optimizer.paramGroups[0]!.step.item()));
       }
       return trainer;
     } catch (err) {
@@ -294,11 +302,12 @@ export class Trainer {
     const c = this.config;
     const { model, optimizer, scaler, policy } = this;
     optimizer.setLr(this.lrAt(this.step));
+    this.watch.beforeStep(this.step + 1);
     const result = ampStep(() => {
       const { x, y } = batchTensors(model, this.sampler.next(), c.batchSize, c.blockSize);
       return model.forward(x, y).loss!;
     }, {
-      optimizer, scaler, maxGradNorm: c.clip, accumulationSteps: c.gradAccum,
+      optimizer, scaler, maxGradNorm: c.clip, accumulationSteps: c.gradAccum, afterBackward: this.watch.afterBackward(this.step + 1),
       autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType),
     });
     if (keepValues) return result;
@@ -369,6 +378,7 @@ export class Trainer {
       const values = this.trainStep(logging);
       this.step++;
       this.progress.tokens += this.tokensPerStep;
+      await this.watch.afterStep(this.step);
       let record: TrainRecord | null = null;
       if (values) {
         const loss = await values.loss.item();
@@ -396,6 +406,7 @@ export class Trainer {
         this.lastRecord = record;
         this.metrics?.append(record);
         hooks.onLog?.(record);
+        await this.watch.atLog(this.step, record.skipped, { onSkip: hooks.onSkip, beforeStop: () => this.timedSave(hooks) });
       }
       if (this.step % c.evalInterval === 0 || this.step === c.maxSteps) evalSec = (await this.runEval(hooks)).seconds;
       if (c.saveInterval > 0 && this.step % c.saveInterval === 0 && this.step < c.maxSteps) saveSec = await this.timedSave(hooks);
@@ -459,6 +470,7 @@ export class Trainer {
 
   /** Releases the model's, optimizer's and scaler's tensors, and the backend if this trainer selected it (a WebGPU device). */
   dispose(): void {
+    this.watch.dispose();
     this.optimizer.dispose();
     this.scaler.dispose();
     this.model.dispose();

@@ -23,17 +23,22 @@ function scaleParameter(model: GPT, name: string, factor: number): void {
   p.backend.write(p.view, Float32Array.from(values, (v) => v * factor));
 }
 
+/** The culprit of one step of a model with these parameters multiplied by these factors (the injected faults). */
+async function culpritOf(faults: [string, number][]) {
+  const { model, step } = setup();
+  for (const [name, factor] of faults) scaleParameter(model, name, factor);
+  const finder = new NonFiniteFinder(model);
+  step();
+  const r = await finder.firstNonFinite();
+  finder.dispose();
+  assert.ok(r, 'an overflow was found');
+  return r;
+}
+
 describe('NonFiniteFinder', () => {
   it('names the layer whose float16 forward output overflowed, with the largest finite value before it', async () => {
-    const { model, step } = setup();
     // Weights that still fit float16 (their largest is about 3e4), inputs large enough that some outputs do not.
-    scaleParameter(model, 'h.1.mlp.c_proj.weight', 1e6);
-    scaleParameter(model, 'h.1.ln_2.weight', 6);
-    const finder = new NonFiniteFinder(model);
-    step();
-    const r = await finder.firstNonFinite();
-    finder.dispose();
-    assert.ok(r, 'an overflow was found');
+    const r = await culpritOf([['h.1.mlp.c_proj.weight', 1e6], ['h.1.ln_2.weight', 6]]);
     assert.equal(r.module, 'h.1.mlp.c_proj');
     assert.equal(r.tensor, 'forward output');
     assert.equal(r.dtype, 'float16');
@@ -45,16 +50,13 @@ describe('NonFiniteFinder', () => {
   });
 
   it('names the gradient when only the backward pass overflows, in backward order', async () => {
-    const { model, step } = setup();
-    // A huge output gain makes the logits' gradient finite but the gradients below ln_f overflow float16.
-    scaleParameter(model, 'ln_f.weight', 1e-3);
-    scaleParameter(model, 'wte.weight', 1e6);
-    const finder = new NonFiniteFinder(model);
-    step();
-    const r = await finder.firstNonFinite();
-    finder.dispose();
-    assert.ok(r, 'an overflow was found');
+    // Token embeddings of about 2e4 (tied to the output projection) with a tiny final layer-norm gain:
+    // every forward output stays finite, but the gradient coming back through the float16 output
+    // projection into ln_f's output does not. ln_f is the last module, so its gradient is checked first.
+    const r = await culpritOf([['ln_f.weight', 1e-3], ['wte.weight', 1e6]]);
     assert.equal(r.tensor, 'gradient');
+    assert.equal(r.module, 'ln_f');
+    assert.equal(r.previous?.tensor, 'forward output', 'the forward pass was finite throughout');
   });
 
   it('finds nothing in a healthy step, and once detached leaves no hook and no tensor behind', async () => {

@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import type { Backend, View } from '../../../src/backend/backend.js';
 import type { KernelSource } from '../../../src/backend/webgpu/runtime.js';
 import { WGSL_RULE_HELPERS } from '../../../src/backend/webgpu/kernels/rule-wgsl.js';
-import { UNSCALE_RULE, UPDATE_SCALE_RULE } from '../../../src/amp/loss-scale-rules.js';
+import { GUARDED_UPDATE_SCALE_RULE, UNSCALE_RULE, UPDATE_SCALE_RULE } from '../../../src/amp/loss-scale-rules.js';
 import { ADAMW_RULE } from '../../../src/optim/adamw.js';
 import { SCALE_RULE } from '../../../src/optim/clip.js';
 import { sgdRule } from '../../../src/optim/sgd.js';
@@ -274,6 +274,24 @@ describe('webgpu optimizers', { skip }, () => {
     updateScale(webgpu(), scale(gm), tracker(gm), found(gm), 2, 0.5, 1);
     updateScale(cpu, scale(cm), tracker(cm), found(cm), 2, 0.5, 1);
     await compareBits(gm, cm, 'updateScale at the top of float32');
+  });
+
+  test('guarded updateScale (hysteresis, minScale): bit-identical to the CPU', async () => {
+    const [gs, cs] = both('float32', [8, 0, 0, 2, 0]);
+    const at = (v: View, offset: number): View => ({ ...v, offset, size: 1 });
+    const guarded = (b: Backend, v: View) => b.update(GUARDED_UPDATE_SCALE_RULE, {
+      hypers: { growthFactor: 2, backoffFactor: 0.5, growthInterval: 3, hysteresis: 2, minScale: 2 },
+      scalars: { scale: at(v, 0), growthTracker: at(v, 1), foundInf: at(v, 2), hysteresisLeft: at(v, 3), collapsed: at(v, 4) },
+      tensors: [],
+    });
+    for (const f of [1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]) {
+      webgpu().write(at(gs, 2), [f]);
+      cpu.write(at(cs, 2), [f]);
+      guarded(webgpu(), gs);
+      guarded(cpu, cs);
+      await compareBits(gs, cs, `guarded updateScale after found=${f}`);
+    }
+    assert.deepEqual([...(await cpu.read(cs))], [2, 0, 1, 2, 1], 'the scale stopped at minScale 2 and collapsed is set');
   });
 
   test('unscale multiplies by the correctly rounded float32 reciprocal of the scale, bit-identical to the CPU', () => collect(async (check) => {

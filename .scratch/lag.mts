@@ -1,0 +1,11 @@
+import { compare, DEFAULT_SETUPS } from '../src/index.js';
+import { summarize } from '../src/report/summary.js';
+import { tempRunRoot, tinyConfig } from '../test/train/tiny-run.js';
+const { root, dataFile } = await tempRunRoot('lag-');
+const [B, T, L, E, S] = process.argv.slice(2).map(Number);
+const t0 = Date.now();
+const setups = DEFAULT_SETUPS.filter((s) => ['fp32', 'fp16 no scaling', 'fp16 dynamic'].includes(s.name));
+const { results } = await compare({ config: { ...tinyConfig(dataFile), batchSize: B, blockSize: T, nLayer: L, nEmbd: E, nHead: 2, maxSteps: S, dropout: 0, evalInterval: S, logInterval: 1 }, out: root + '/out', setups, statsInterval: 5 });
+const s = summarize(results);
+console.log(s.sentences.join('\n'));
+console.log(JSON.stringify(s.verdicts.map((v) => [v.name, v.relativeToFp32, v.zeroFraction, v.lostToUnderflow])), (Date.now() - t0) / 1000);
