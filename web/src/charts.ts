@@ -34,7 +34,7 @@ export function renderCharts(runs: readonly RunSeries[]): Record<string, string>
       series: runs.map((r) => ({ name: r.label, points: r.scale, markers: r.skipped })),
     }),
     'chart-histogram': histogramChart({
-      title: `Gradients entering the blocks (scaled, as stored), step ${histograms.map((r) => r.histogram!.step).join(' / ') || '–'}`,
+      title: `Gradient magnitudes (scaled, as stored), step ${histograms.map((r) => r.histogram!.step).join(' / ') || '–'}`,
       low: histograms[0]?.histogram!.low ?? -64,
       series: histograms.map((r) => ({ name: r.label, counts: r.histogram!.counts })),
       ranges: RANGES,

@@ -118,7 +118,7 @@ async function start(settings: RunSettings, data: TextData, files: HFModelFiles 
   await loop(run);
 }
 
-/** One ampStep; on statistics steps the gradients entering each block are measured on the device as backward passes them. */
+/** One ampStep; on statistics steps the gradients entering each block and the weight gradients are measured on the device, still scaled. */
 async function trainStep(r: Run): Promise<void> {
   const { config: c, model, optimizer, scaler, policy } = r;
   const began = performance.now();
@@ -129,10 +129,11 @@ async function trainStep(r: Run): Promise<void> {
   const { loss, gradNorm } = mp.ampStep(() => {
     const { x, y } = batchTensors(model, r.sampler.next(), c.batchSize, c.blockSize);
     return model.forward(x, y).loss!;
-  }, { optimizer, scaler, maxGradNorm: c.clip, autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType) });
+  }, {
+    optimizer, scaler, maxGradNorm: c.clip, autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType),
+    afterBackward: sampling ? () => r.stats.collectWeightGradients() : undefined,
+  });
   gradNorm?.dispose();
-  // The weight gradients are gone after the step (zeroGrad): this only takes the taps off.
-  if (sampling) r.stats.collectWeightGradients();
   const value = await loss.item();
   loss.dispose();
   const scaleBefore = r.scale;
@@ -148,7 +149,7 @@ async function trainStep(r: Run): Promise<void> {
   if (sampling) await postStats(r, scaleBefore);
 }
 
-/** The log2-magnitude histogram of the sampled gradients (those entering each block, as backward held them: scaled), summed over the blocks. */
+/** The log2-magnitude histogram of the sampled gradients (entering each block, and of the weights; scaled, as backward held them), summed. */
 async function postStats(r: Run, scale: number): Promise<void> {
   const sample = await r.stats.read(r.step, scale);
   const counts: number[] = [];
