@@ -32,7 +32,7 @@ export interface AutocastOptions {
  * exported from mixprec under the same name (or as a Tensor method).
  */
 export const AUTOCAST_OPS: Readonly<Record<Exclude<AutocastCategory, 'none'>, readonly string[]>> = {
-  lower: ['matmul', 'linear', 'addmm', 'dense', 'scaledDotProductAttention', 'causalSelfAttention', 'cachedSelfAttention'],
+  lower: ['matmul', 'linear', 'addmm', 'scaledDotProductAttention', 'causalSelfAttention', 'cachedSelfAttention'],
   float32: ['softmax', 'logSoftmax', 'layerNorm', 'crossEntropy', 'sum', 'mean', 'exp', 'log', 'pow', 'sqrt', 'rsqrt', 'reciprocal', 'clipGradNorm (norms)'],
   promote: ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'cat', 'where'],
 };

@@ -180,7 +180,7 @@ export class GradScaler {
     s.foundInf?.dispose();
     s.foundInf = keep(full([], 0, { backend: b }));
     b.update(UNSCALE_RULE, {
-      hypers: {}, scalars: { scale: this.scaleT!.view, foundInf: s.foundInf.view }, tensors: grads.map((g) => ({ grad: g.view })),
+      hypers: {}, scalars: { scale: this.scaleT!.storageView, foundInf: s.foundInf.storageView }, tensors: grads.map((g) => ({ grad: g.storageView })),
     });
     this.record(optimizer).record(grads, s.foundInf);
     s.stage = 'unscaled';
@@ -238,10 +238,10 @@ export class GradScaler {
     this.lazyInit();
     const b = this.backend;
     if (newScale !== undefined) {
-      if (typeof newScale === 'number') b.fill(this.scaleT!.view, newScale);
+      if (typeof newScale === 'number') b.fill(this.scaleT!.storageView, newScale);
       else {
         if (newScale.size !== 1) throw new GradScalerError(`update(newScale): expected a 1-element tensor, got ${newScale.describe()}`);
-        fusions(b).cast(newScale.view, this.scaleT!.view);
+        fusions(b).cast(newScale.storageView, this.scaleT!.storageView);
       }
     } else {
       const flags = [...this.perOptimizer.values()].map((s) => s.foundInf).filter((f): f is Tensor => f !== null);
@@ -250,16 +250,16 @@ export class GradScaler {
         // One combined flag: the sum of the optimizers' flags.
         const combined = flags.length === 1 ? flags[0]! : flags.slice(1).reduce<Tensor>((acc, f) => {
           const sum = Tensor.empty([], 'float32', b);
-          b.binary('add', { view: acc.view, offset: 0, strides: [] }, { view: f.view, offset: 0, strides: [] }, sum.view, []);
+          b.binary('add', { view: acc.storageView, offset: 0, strides: [] }, { view: f.storageView, offset: 0, strides: [] }, sum.storageView, []);
           if (acc !== flags[0]) acc.dispose();
           return sum;
         }, flags[0]!);
         const hypers = { growthFactor: this.growthFactor, backoffFactor: this.backoffFactor, growthInterval: this.growthInterval };
-        const scalars = { scale: this.scaleT!.view, growthTracker: this.trackerT!.view, foundInf: combined.view };
+        const scalars = { scale: this.scaleT!.storageView, growthTracker: this.trackerT!.storageView, foundInf: combined.storageView };
         if (this.guarded) {
           b.update(GUARDED_UPDATE_SCALE_RULE, {
             hypers: { ...hypers, hysteresis: this.hysteresis, minScale: this.minScale },
-            scalars: { ...scalars, hysteresisLeft: this.hysteresisLeftT!.view, collapsed: this.collapsedT!.view },
+            scalars: { ...scalars, hysteresisLeft: this.hysteresisLeftT!.storageView, collapsed: this.collapsedT!.storageView },
             tensors: [],
           });
         } else b.update(UPDATE_SCALE_RULE, { hypers, scalars, tensors: [] });
@@ -313,8 +313,8 @@ export class GradScaler {
     this.backoffFactor = s.backoffFactor;
     this.growthInterval = s.growthInterval;
     this.lazyInit();
-    this.backend.fill(this.scaleT!.view, s.scale);
-    this.backend.fill(this.trackerT!.view, s.growthTracker);
+    this.backend.fill(this.scaleT!.storageView, s.scale);
+    this.backend.fill(this.trackerT!.storageView, s.growthTracker);
   }
 
   dispose(): void {

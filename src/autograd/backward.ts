@@ -52,7 +52,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor, created: Set<Tensor>): boolean 
   if (leaf.grad && !leaf.grad.isDisposed) {
     // In place, so a gradient that lives in a shared buffer (an optimizer's flat gradient store) stays there.
     leaf.backend.binary('add',
-      { view: leaf.grad.view, offset: 0, strides: [1] }, { view: g.view, offset: 0, strides: [1] }, leaf.grad.view, [g.size]);
+      { view: leaf.grad.storageView, offset: 0, strides: [1] }, { view: g.storageView, offset: 0, strides: [1] }, leaf.grad.storageView, [g.size]);
     return false;
   }
   leaf.grad = keep(g.shape.length === leaf.shape.length ? g : g.reshape([...leaf.shape]));

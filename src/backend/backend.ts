@@ -170,12 +170,14 @@ export interface Fusions {
   ): void;
   /** A product with bias, GELU (saving the value before it) or accumulation applied as it is stored. */
   matmulEpilogue(a: View, b: View, out: View, spec: MatmulSpec): void;
+  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten): gradient norms in one pass. */
+  sumOfSquares(views: readonly View[], out: View): void;
 }
 
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).
@@ -235,9 +237,7 @@ export interface Backend extends Partial<Fusions> {
   /** out[ids[i], :] += g[i, :]; out must hold the table's shape (it is accumulated into). Ids are checked as in gather. */
   scatterAdd(g: View, ids: View, out: View, n: number, dim: number): void;
 
-  // Multi-tensor kernels for mixed-precision training
-  /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten). */
-  sumOfSquares(views: readonly View[], out: View): void;
+  // Multi-tensor update for mixed-precision training
   /**
    * Applies an update rule (update-rule.ts: the optimizers, gradient unscaling,
    * the loss-scale rule) to every tensor of the call, under the rule's skip flag.

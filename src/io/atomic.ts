@@ -97,11 +97,13 @@ function stagePath(dir: string, stage: Stage, suffix: string): string {
   return `${dir}.~${stage}-${suffix}`;
 }
 
-async function stageSiblings(dir: string): Promise<Record<Stage, string[]>> {
+/** The staged siblings of `dir` and whether `dir` itself exists, from one listing of its parent. */
+async function stageSiblings(dir: string): Promise<Record<Stage, string[]> & { present: boolean }> {
   const parent = dirname(dir);
   const base = basename(dir);
-  const found: Record<Stage, string[]> = { partial: [], ready: [], old: [] };
+  const found = { partial: [] as string[], ready: [] as string[], old: [] as string[], present: false };
   for (const name of (await readdir(parent)).sort()) {
+    if (name === base) found.present = true;
     for (const stage of ['partial', 'ready', 'old'] as const) {
       if (name.startsWith(`${base}.~${stage}-`)) found[stage].push(join(parent, name));
     }
@@ -125,10 +127,15 @@ async function exists(path: string): Promise<boolean> {
  * of a finished directory; else, after a crash or during a swap, the newest
  * `ready` sibling, or failing that the newest `old` one; undefined if none.
  * This is what `recoverDirectory` moves into `dir`.
+ *
+ * One listing answers, so a swap in progress cannot fall between looking for
+ * `dir` and looking for its siblings: every instant of a swap has `dir` or a
+ * `ready` or `old` sibling. The answer may be moved by a swap right after; a
+ * reader that then finds nothing there must look again.
  */
 export async function currentDirectory(dir: string): Promise<string | undefined> {
-  if (await exists(dir)) return dir;
   const staged = await stageSiblings(dir);
+  if (staged.present) return dir;
   return staged.ready.at(-1) ?? staged.old.at(-1);
 }
 

@@ -20,7 +20,7 @@
 
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readFile, stat } from 'node:fs/promises';
+import { lstat, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import type { GeneratorState } from '../backend/random.js';
@@ -134,7 +134,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     await saveGPT2(c.model, tmp);
     await writeSafetensors(join(tmp, OPTIMIZER_STATE_FILE), named.map(([name, t]) => ({
       name, dtype: toSafetensorsDType(t.dtype), shape: t.shape,
-      data: async () => (await t.backend.readRaw(t.view)) as Float32Array,
+      data: async () => (await t.backend.readRaw(t.storageView)) as Float32Array,
     })), { format: 'mixprec-optimizer' });
     await writeFileAtomic(join(tmp, OPTIMIZER_META_FILE), json(meta));
     await writeFileAtomic(join(tmp, SCALER_FILE), json(scaler));
@@ -228,10 +228,34 @@ async function saveIdentity(dir: string): Promise<string | null> {
   return s && `${s.dev}:${s.ino}:${s.mtimeNs}:${s.size}`;
 }
 
-/** Whether `dir` holds a training checkpoint (trainer_state.json), complete or left staged by a save in progress. */
+/** Identifies the directory now at `path` (null if there is none), to tell whether a save moved it. */
+async function directoryIdentity(path: string): Promise<string | null> {
+  const s = await lstat(path, { bigint: true }).catch(() => null);
+  return s && `${s.dev}:${s.ino}`;
+}
+
+/** Waits a little longer at each attempt for a save that is moving the checkpoint to finish. */
+const pause = (attempt: number): Promise<void> => sleep(10 * attempt);
+
+/**
+ * Whether `dir` holds a training checkpoint (trainer_state.json), complete or left
+ * staged by a save in progress. A save may move the directory found between
+ * finding it and looking into it; then it is looked for again, so that a checkpoint
+ * is never taken for something else. Throws CheckpointReplacedError if saves keep
+ * moving it.
+ */
 export async function isCheckpointDir(dir: string): Promise<boolean> {
-  const source = await currentDirectory(dir).catch(() => undefined);
-  return source !== undefined && stat(join(source, TRAINER_STATE_FILE)).then((s) => s.isFile(), () => false);
+  for (let attempt = 1; ; attempt++) {
+    const source = await currentDirectory(dir).catch(() => undefined);
+    if (source === undefined) return false;
+    const identity = await directoryIdentity(source);
+    const stateFile = await stat(join(source, TRAINER_STATE_FILE)).catch(() => null);
+    if (stateFile) return stateFile.isFile();
+    // Still the same directory at the same place: it has no trainer_state.json of its own.
+    if (identity !== null && (await directoryIdentity(source)) === identity) return false;
+    if (attempt === MAX_READ_ATTEMPTS) throw new CheckpointReplacedError(dir);
+    await pause(attempt);
+  }
 }
 
 /**
@@ -254,7 +278,7 @@ export async function readCheckpoint(dir: string): Promise<Checkpoint> {
     }
     if (save !== null && (await saveIdentity(source)) === save) throw fault; // a fault of the checkpoint itself
     if (attempt === MAX_READ_ATTEMPTS) throw fault ?? new CheckpointReplacedError(dir);
-    await sleep(10 * attempt);
+    await pause(attempt);
   }
 }
 
@@ -339,7 +363,7 @@ export async function restoreOptimizer<O extends BaseOptions>(ckpt: Checkpoint, 
         throw new CheckpointError(file, `tensor '${name}' is ${info.dtype} [${info.shape.join(', ')}], the optimizer needs ${want} [${t.shape.join(', ')}]`);
       }
     }
-    for (const [name, t] of named) t.backend.writeRaw(t.view, (await reader.read(name)).data as Float32Array);
+    for (const [name, t] of named) t.backend.writeRaw(t.storageView, (await reader.read(name)).data as Float32Array);
   } finally {
     await reader.close();
   }

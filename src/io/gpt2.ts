@@ -233,8 +233,8 @@ function sameValues(a: RawTensor, b: RawTensor): boolean {
 
 /** Writes stored data into a parameter: the bits themselves when the dtypes agree, else the values rounded to the parameter's dtype. */
 function assign(param: Tensor, t: RawTensor): void {
-  if (toMixprecDType(t.dtype) === param.dtype) param.backend.writeRaw(param.view, t.data as Float32Array | Float64Array | Uint16Array);
-  else param.backend.write(param.view, widen(t));
+  if (toMixprecDType(t.dtype) === param.dtype) param.backend.writeRaw(param.storageView, t.data as Float32Array | Float64Array | Uint16Array);
+  else param.backend.write(param.storageView, widen(t));
 }
 
 /**
@@ -284,7 +284,7 @@ export interface SaveGPT2Options {
 
 async function storedData(param: Tensor | undefined, size: number, dtype: SafetensorsDType): Promise<TensorData> {
   if (!param) return dtype === 'F32' ? new Float32Array(size) : dtype === 'F64' ? new Float64Array(size) : new Uint16Array(size);
-  if (toMixprecDType(dtype) === param.dtype) return (await param.backend.readRaw(param.view)) as TensorData;
+  if (toMixprecDType(dtype) === param.dtype) return (await param.backend.readRaw(param.storageView)) as TensorData;
   const v = await param.toArray();
   const target = toMixprecDType(dtype);
   if (target !== undefined && isHalf(target)) return encode16(target, v);

@@ -19,7 +19,7 @@ function initStd(name: string, nLayer: number): number | undefined {
 }
 
 function fillParameter(t: Tensor, values: ArrayLike<number>): void {
-  t.backend.write(t.view, values);
+  t.backend.write(t.storageView, values);
 }
 
 /** GPT-2 initialisation: normal(0, 0.02), residual projections 0.02/sqrt(2 nLayer), biases 0, gains 1; drawn from model.generator in parameter order. */
@@ -27,7 +27,7 @@ export function gpt2Init(model: GPT): void {
   for (const [name, t] of model.namedParameters()) {
     const std = initStd(name, model.config.nLayer);
     if (std === undefined) {
-      t.backend.fill(t.view, name.endsWith('.bias') ? 0 : 1);
+      t.backend.fill(t.storageView, name.endsWith('.bias') ? 0 : 1);
       continue;
     }
     const z = model.generator.normal(t.size);
@@ -47,7 +47,7 @@ export function gptMiniInit(model: GPT): void {
   for (const [name, t] of model.namedParameters()) {
     const std = initStd(name, model.config.nLayer);
     if (std === undefined) {
-      t.backend.fill(t.view, name.endsWith('.bias') ? 0 : 1);
+      t.backend.fill(t.storageView, name.endsWith('.bias') ? 0 : 1);
       continue;
     }
     const p = canonical.indexOf(name);

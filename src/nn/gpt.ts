@@ -3,9 +3,9 @@
 // connections, a final LayerNorm, and an output head tied to the token embedding.
 // Parameter names are Hugging Face's (`wte.weight`, `h.0.attn.c_attn.weight`, ...).
 //
-// Every layer is one fused op: dense (matmul + bias [+ GELU]) for the projections,
+// Every layer is one fused op: linear (matmul + bias [+ GELU]) for the projections,
 // causalSelfAttention from the fused qkv projection (explicit while it drops
-// probabilities), and the head as dense(x, wte, transposed): the tied weight is never copied.
+// probabilities), and the head as linear(x, wte): the tied weight is never copied.
 //
 // Beside it: the configurations (gpt-config.ts), the initialisations
 // (gpt-init.ts), and generation and sampling (generate.ts).
@@ -15,7 +15,7 @@ import { Generator } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import { noGrad } from '../autograd/backward.js';
 import { arange } from '../tensor/creation.js';
-import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, dense, slice } from '../tensor/ops.js';
+import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, linear, slice } from '../tensor/ops.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { fmtShape } from '../tensor/errors.js';
 import { autocastDtype } from '../amp/autocast.js';
@@ -174,7 +174,7 @@ export class GPT extends Module {
       for (const block of this.h) x = block.forward(x);
       x = this.ln_f.forward(x);
       // Tied head: x @ wte^T, reading wte [V, C] as the transposed weight.
-      const logits = dense(x, this.wte.weight, null, { transposed: true });
+      const logits = linear(x, this.wte.weight, null);
       return targets ? { logits, loss: crossEntropy(logits, targets, { ignoreIndex: opts.ignoreIndex }) } : { logits };
     });
   }
@@ -224,7 +224,7 @@ export class GPT extends Module {
       });
       if (opts.lastOnly && T > 1) x = slice(x, 1, T - 1, T);
       x = this.ln_f.forward(x);
-      return dense(x, this.wte.weight, null, { transposed: true });
+      return linear(x, this.wte.weight, null);
     }));
     cache.advance(T);
     return logits;

@@ -11,7 +11,7 @@ import { resolveBackend } from '../backend/registry.js';
 import { isFloat, parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { fusions } from '../tensor/fusions.js';
-import { dense, dropout, embedding, layerNorm } from '../tensor/ops.js';
+import { dropout, embedding, layerNorm, linear } from '../tensor/ops.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class ModuleError extends MixprecError {
@@ -107,7 +107,7 @@ export abstract class Module {
       for (const [n, t] of m.params) {
         if (!t || t.dtype === d) continue;
         const c = Tensor.empty(t.shape, d, t.backend);
-        fusions(t.backend).cast(t.view, c.view);
+        fusions(t.backend).cast(t.storageView, c.storageView);
         c.requiresGrad_(true).name = t.name;
         t.grad?.dispose();
         t.dispose();
@@ -138,7 +138,7 @@ export abstract class Module {
 /** A parameter tensor, zero-filled; initialisers write it afterwards. `what` names it in errors. */
 export function emptyParameter(shape: readonly number[], opts: ParameterOptions = {}, what?: string): Tensor {
   const t = Tensor.empty(shape, opts.dtype ?? 'float32', resolveBackend(opts.backend), what);
-  t.backend.fill(t.view, 0);
+  t.backend.fill(t.storageView, 0);
   return t;
 }
 
@@ -162,7 +162,7 @@ export class Linear extends Module {
   get bias(): Tensor | null { return this.param('bias'); }
 
   forward(x: Tensor): Tensor {
-    return dense(x, this.weight, this.bias, { gelu: this.gelu });
+    return linear(x, this.weight, this.bias, { weightLayout: 'in,out', gelu: this.gelu });
   }
 }
 
@@ -192,7 +192,7 @@ export class LayerNorm extends Module {
     super();
     this.eps = opts.eps ?? 1e-5;
     const w = emptyParameter([dim], opts);
-    w.backend.fill(w.view, 1);
+    w.backend.fill(w.storageView, 1);
     this.addParameter('weight', w);
     this.addParameter('bias', opts.bias === false ? null : emptyParameter([dim], opts));
   }

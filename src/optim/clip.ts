@@ -2,6 +2,7 @@
 // and applied on the backend without reading anything back.
 
 import { noGrad } from '../autograd/backward.js';
+import { fusions } from '../tensor/fusions.js';
 import * as expr from '../backend/update-rule.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { add, minimum, reciprocal, sqrt, mul } from '../tensor/ops.js';
@@ -26,11 +27,11 @@ export function clipGradNorm(target: readonly Tensor[] | Optimizer<never> | { pr
   const b = grads[0]!.backend;
   return noGrad(() => tidy(() => {
     const sumSq = Tensor.empty([], 'float32', b);
-    b.sumOfSquares(grads.map((g) => g.view), sumSq.view);
+    fusions(b).sumOfSquares(grads.map((g) => g.storageView), sumSq.storageView);
     const norm = sqrt(sumSq);
     // coef = min(maxNorm / (norm + 1e-6), 1), applied unconditionally as PyTorch does.
     const coef = minimum(mul(reciprocal(add(norm, 1e-6)), maxNorm), 1);
-    b.update(SCALE_RULE, { hypers: {}, scalars: { coef: coef.view }, tensors: grads.map((g) => ({ grad: g.view })) });
+    b.update(SCALE_RULE, { hypers: {}, scalars: { coef: coef.storageView }, tensors: grads.map((g) => ({ grad: g.storageView })) });
     return norm;
   }));
 }

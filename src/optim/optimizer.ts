@@ -171,7 +171,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
         const mg = g.masterGrad[i];
         (mg ?? p.grad).name = p.name;
         if (mg) {
-          if (!this.prepared) fusions(p.backend).cast(p.grad.view, mg.view);
+          if (!this.prepared) fusions(p.backend).cast(p.grad.storageView, mg.storageView);
           out.push(mg);
         } else out.push(p.grad);
       });
@@ -200,13 +200,13 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       const sizes = idx.reduce((a, i) => a + g.params[i]!.size, 0);
       const call: UpdateCall = {
         hypers: this.hypers(g.options),
-        scalars: { step: g.step.view, ...(opts.foundInf ? { foundInf: opts.foundInf.view } : {}) },
+        scalars: { step: g.step.storageView, ...(opts.foundInf ? { foundInf: opts.foundInf.storageView } : {}) },
         tensors: idx.map((i) => {
-          const views = { param: g.params[i]!.view, grad: (g.masterGrad[i] ?? g.params[i]!.grad!).view };
-          for (const [n, t] of g.state[i]!) Object.assign(views, { [n]: t.view });
+          const views = { param: g.params[i]!.storageView, grad: (g.masterGrad[i] ?? g.params[i]!.grad!).storageView };
+          for (const [n, t] of g.state[i]!) Object.assign(views, { [n]: t.storageView });
           return views;
         }),
-        master: hasMaster ? idx.map((i) => g.master[i]?.view ?? null) : undefined,
+        master: hasMaster ? idx.map((i) => g.master[i]?.storageView ?? null) : undefined,
         stochasticRounding: this.srSeed !== null && hasMaster ? { key: streamFor(this.srSeed), start: (this.srCounter += sizes) - sizes } : undefined,
       };
       g.step.backend.update(this.rule(g.options), call);
@@ -225,7 +225,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       if (opts.setToNone ?? true) {
         p.grad.dispose();
         p.grad = null;
-      } else p.backend.fill(p.grad.view, 0);
+      } else p.backend.fill(p.grad.storageView, 0);
     }
     this.prepared = false;
   }
@@ -274,7 +274,7 @@ export abstract class Optimizer<O extends BaseOptions> implements ScalableOptimi
       const { params: ids, ...options } = sd.groups[k]!;
       if (ids.length !== g.params.length) throw new OptimizerError(`loadStateDict: group ${k} has ${ids.length} parameters in the state, ${g.params.length} in the optimizer`);
       g.options = { ...g.options, ...(options as unknown as O) };
-      g.step.backend.fill(g.step.view, sd.steps[k] ?? 0);
+      g.step.backend.fill(g.step.storageView, sd.steps[k] ?? 0);
       for (let i = 0; i < g.params.length; i++, index++) {
         const entry = sd.state[index];
         if (!entry) throw new OptimizerError(`loadStateDict: no state for parameter ${index} (${g.params[i]!.describe()})`);
@@ -301,7 +301,7 @@ function load(t: Tensor, data: ArrayLike<number> | undefined, what: string): voi
   if (!data || data.length !== t.size) {
     throw new OptimizerError(`loadStateDict: state '${what}' has ${data?.length ?? 'no'} values, expected ${t.size}`);
   }
-  t.backend.write(t.view, data);
+  t.backend.write(t.storageView, data);
 }
 
 /** The stochastic-rounding stream, separate from the seed's other uses. */

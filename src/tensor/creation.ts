@@ -72,13 +72,13 @@ export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
     shape = [...opts.shape];
   }
   const t = Tensor.empty(shape, dtype, resolveBackend(opts.backend));
-  t.backend.write(t.view, values);
+  t.backend.write(t.storageView, values);
   return finish(t, opts);
 }
 
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const t = Tensor.empty(shape, parseDType(opts.dtype ?? 'float32'), resolveBackend(opts.backend));
-  t.backend.fill(t.view, value);
+  t.backend.fill(t.storageView, value);
   return finish(t, opts);
 }
 

@@ -22,6 +22,7 @@ function composed(b: Backend): Fusions {
     attention: (...a) => attention.attention(b, ...a),
     attentionBackward: (...a) => attention.attentionBackward(b, ...a),
     matmulEpilogue: (...a) => nn.matmulEpilogue(b, ...a),
+    sumOfSquares: (...a) => nn.sumOfSquares(b, ...a),
   };
 }
 

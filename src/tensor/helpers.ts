@@ -31,7 +31,7 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 }
 
 export function stridedAs(t: Tensor, outShape: readonly number[]): Strided {
-  return { view: t.view, offset: 0, strides: broadcastStrides(t.shape, outShape) };
+  return { view: t.storageView, offset: 0, strides: broadcastStrides(t.shape, outShape) };
 }
 
 export function normDim(op: string, dim: number, ndim: number): number {

@@ -181,8 +181,8 @@ export class Tensor {
     return this.store;
   }
 
-  /** The backend view of this tensor's elements. */
-  get view(): View {
+  /** The backend's view of this tensor's elements (its window on the storage); not PyTorch's `view()`, which is `reshape` here. */
+  get storageView(): View {
     const s = this.storage;
     return { buf: s.buf, offset: this.offset, size: this.size, dtype: this.dtype };
   }
@@ -231,14 +231,14 @@ export class Tensor {
 
   /** The values as numbers: Float32Array for float32/16/bfloat16, Float64Array for float64, Int32Array for int32. */
   toArray(): Promise<HostArray> {
-    return this.backend.read(this.view);
+    return this.backend.read(this.storageView);
   }
 
   /** Synchronous read-back, on backends that can (the CPU backend). */
   toArraySync(): HostArray {
     const b = this.backend;
     if (!b.readSync) throw new TensorError(`toArraySync: backend '${b.name}' reads asynchronously; use await toArray()`);
-    return b.readSync(this.view);
+    return b.readSync(this.storageView);
   }
 
   async item(): Promise<number> {
@@ -296,7 +296,8 @@ export class Tensor {
   logSoftmax(dim = -1): Tensor { return ops.logSoftmax(this, dim); }
   to(dtype: DType | string): Tensor { return ops.to(this, dtype); }
   reshape(...shape: (number | readonly number[])[]): Tensor { return ops.reshape(this, shape.flat() as number[]); }
-  view_(...shape: (number | readonly number[])[]): Tensor { return ops.reshape(this, shape.flat() as number[]); }
+  /** PyTorch's view(): tensors here are always contiguous, so it is reshape, sharing the storage. */
+  view(...shape: (number | readonly number[])[]): Tensor { return ops.reshape(this, shape.flat() as number[]); }
   flatten(): Tensor { return ops.reshape(this, [this.size]); }
   unsqueeze(dim: number): Tensor { return ops.unsqueeze(this, dim); }
   squeeze(dim?: number): Tensor { return ops.squeeze(this, dim); }

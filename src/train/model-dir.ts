@@ -58,6 +58,10 @@ export interface ModelDirInfo {
 export async function inspectModelDir(path: string): Promise<ModelDirInfo> {
   const { dir, training } = await resolveModelDir(path);
   if (!training) return { dir, checkpoint: null, config: null, step: null };
+  return inspectCheckpoint(dir);
+}
+
+async function inspectCheckpoint(dir: string): Promise<ModelDirInfo> {
   const checkpoint = await readCheckpoint(dir);
   const config = resolveTrainConfig(checkpoint.state.config as Partial<TrainConfig>);
   return { dir, checkpoint, config, step: checkpoint.state.step };
@@ -67,13 +71,14 @@ export async function inspectModelDir(path: string): Promise<ModelDirInfo> {
 export async function openModelDir(target: string | ModelDirInfo, opts: { backend?: Backend; dtype?: FloatDType } = {}): Promise<OpenedModel> {
   let info = typeof target === 'string' ? await inspectModelDir(target) : target;
   let model: GPT | undefined;
-  // A run that is still training may replace its checkpoint while it is loaded: then the newer one is read.
+  // A run that is still training may replace its checkpoint while it is loaded: then the newer one is
+  // read, as a checkpoint again (it is one, even if a save is moving it right now).
   for (let attempt = 1; !model; attempt++) {
     try {
       model = info.checkpoint ? await loadCheckpointModel(info.checkpoint, opts) : await loadGPT2(info.dir, opts);
     } catch (err) {
       if (!(err instanceof CheckpointReplacedError) || attempt === MAX_LOAD_ATTEMPTS) throw err;
-      info = await inspectModelDir(info.dir);
+      info = await inspectCheckpoint(info.dir);
     }
   }
   const tokenizer = info.config?.tokenizer ?? tokenizerForVocab(model.config.vocabSize);

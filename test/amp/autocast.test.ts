@@ -14,7 +14,6 @@ const calls: Record<string, () => Tensor> = {
   matmul: () => mp.matmul(f32(), mp.randn([8, 3])),
   linear: () => mp.linear(f32(), mp.randn([3, 8]), mp.randn([3])),
   addmm: () => mp.addmm(mp.randn([3]), mp.randn([4, 8]), mp.randn([8, 3])),
-  dense: () => mp.dense(f32(), mp.randn([8, 3]), mp.randn([3]), { gelu: true }),
   scaledDotProductAttention: () => mp.scaledDotProductAttention(mp.randn([1, 2, 4, 8]), mp.randn([1, 2, 4, 8]), mp.randn([1, 2, 4, 8]), { causal: true }),
   causalSelfAttention: () => mp.causalSelfAttention(mp.randn([2, 4, 12]), 2),
   cachedSelfAttention: () => mp.noGrad(() => {

@@ -9,7 +9,7 @@ class FakeOptimizer implements ScalableOptimizer {
   grad = keep(mp.zeros([4]));
   steps = 0;
   setGrad(v: number): void {
-    this.grad.backend.fill(this.grad.view, v);
+    this.grad.backend.fill(this.grad.storageView, v);
   }
   prepareGradients(): Tensor[] {
     return [this.grad];

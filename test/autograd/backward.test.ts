@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  GradError, Generator, ShapeError, Tensor, add, dense, enableGrad, exp, keep, mean, memory, mul, noGrad, randn, square, sub, sum,
+  GradError, Generator, ShapeError, Tensor, add, linear, enableGrad, exp, keep, mean, memory, mul, noGrad, randn, square, sub, sum,
   tanh, tensor, tidy, to,
 } from '../../src/index.js';
 import type { DType } from '../../src/dtype/dtype.js';
@@ -116,7 +116,7 @@ describe('memory', () => {
     const w = randn([16, 16], { generator: new Generator(2), requiresGrad: true });
     const start = memory();
     // Intermediates are disposed by tidy, but the graph behind `loss` holds what backward needs.
-    const loss = tidy(() => sum(tanh(dense(tanh(dense(x, w)), w))));
+    const loss = tidy(() => sum(tanh(linear(tanh(linear(x, w, null, { weightLayout: 'in,out' })), w, null, { weightLayout: 'in,out' }))));
     const held = memory();
     assert.equal(held.tensors, start.tensors + 1);
     assert.ok(held.buffers > start.buffers + 1, 'saved activations are alive before backward');
@@ -157,8 +157,8 @@ function makeMlp(dtype: DType, hidden: number): Mlp {
 }
 
 function lossOf(m: Mlp, x: Tensor, y: Tensor): Tensor {
-  const h = tanh(dense(x, m.w1, m.b1));
-  return mean(square(sub(dense(h, m.w2, m.b2), y)));
+  const h = tanh(linear(x, m.w1, m.b1, { weightLayout: 'in,out' }));
+  return mean(square(sub(linear(h, m.w2, m.b2, { weightLayout: 'in,out' }), y)));
 }
 
 /** One step of gradient descent: forward, backward, and p <- p - lr * grad under noGrad (stored in p's dtype). */

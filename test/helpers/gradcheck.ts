@@ -102,13 +102,13 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
     for (let j = 0; j < x.length; j++) {
       const x0 = x[j]!;
       x[j] = x0 + eps;
-      t.backend.write(t.view, x);
+      t.backend.write(t.storageView, x);
       const up = loss();
       x[j] = x0 - eps;
-      t.backend.write(t.view, x);
+      t.backend.write(t.storageView, x);
       const down = loss();
       x[j] = x0;
-      t.backend.write(t.view, x);
+      t.backend.write(t.storageView, x);
       const numeric = (up - down) / (2 * eps);
       const a = analytic[i]![j]!;
       const err = Math.abs(a - numeric);

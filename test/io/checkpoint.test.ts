@@ -67,7 +67,7 @@ test('save then load restores model, optimizer (moments, steps, master weights),
     assert.deepEqual(model.generator.state(), a.model.generator.state());
     for (const [name, p] of model.namedParameters()) {
       const q = a.model.namedParameters().find(([n]) => n === name)![1];
-      assert.deepEqual(await p.backend.readRaw(p.view), await q.backend.readRaw(q.view), name);
+      assert.deepEqual(await p.backend.readRaw(p.storageView), await q.backend.readRaw(q.storageView), name);
     }
     const optimizer = new AdamW(model.parameters(), { lr: 5, betas: [0.5, 0.5] });
     await restoreOptimizer(ckpt, optimizer);
@@ -100,7 +100,7 @@ test('a save that fails part-way leaves the previous checkpoint intact and no pa
   const before = await fs.readFile(path.join(dir, 'trainer_state.json'), 'utf8');
   // A state tensor that fails when its data is written, half-way through optimizer.safetensors.
   const named = a.optimizer.namedState();
-  const broken = { ...a.optimizer, namedState: () => named.map(([n, t], i) => [n, i === 5 ? { ...t, shape: t.shape, dtype: t.dtype, backend: { readRaw: () => Promise.reject(new Error('disk on fire')) }, view: t.view } : t]) };
+  const broken = { ...a.optimizer, namedState: () => named.map(([n, t], i) => [n, i === 5 ? { ...t, shape: t.shape, dtype: t.dtype, backend: { readRaw: () => Promise.reject(new Error('disk on fire')) }, view: t.storageView } : t]) };
   await assert.rejects(saveCheckpoint(dir, { ...a, state: { ...a.state, step: 99 }, optimizer: broken as unknown as Optimizer<BaseOptions> }), /disk on fire/);
   assert.equal(await fs.readFile(path.join(dir, 'trainer_state.json'), 'utf8'), before);
   assert.deepEqual((await fs.readdir(root)).filter((n) => n.startsWith(path.basename(dir))), [path.basename(dir)]);

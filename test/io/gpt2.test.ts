@@ -30,7 +30,7 @@ function host(t: Tensor): Float64Array {
 }
 
 async function bits(t: Tensor): Promise<Uint8Array> {
-  const r = await t.backend.readRaw(t.view);
+  const r = await t.backend.readRaw(t.storageView);
   return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
 }
 

@@ -180,7 +180,7 @@ describe('GPT forward and backward', () => {
     // Larger weights than GPT-2's 0.02 so that every path carries a visible gradient.
     for (const p of m.parameters()) {
       const v = host(p);
-      p.backend.write(p.view, v.map((x, i) => (p.ndim === 2 ? x * 10 : x + 0.1 * Math.sin(i + p.size))));
+      p.backend.write(p.storageView, v.map((x, i) => (p.ndim === 2 ? x * 10 : x + 0.1 * Math.sin(i + p.size))));
     }
     const x = ids([1, 2, 3, 1, 4, 5, 6, 2, 2, 7, 3, 1], [2, 6]);
     const y = ids([2, 3, 1, 4, 5, 6, 2, 2, 7, 3, 1, 8], [2, 6]);
@@ -204,11 +204,11 @@ describe('GPT forward and backward', () => {
       for (const i of elems) {
         const v = host(t);
         const x0 = v[i]!;
-        v[i] = x0 + eps; t.backend.write(t.view, v);
+        v[i] = x0 + eps; t.backend.write(t.storageView, v);
         const up = lossAt();
-        v[i] = x0 - eps; t.backend.write(t.view, v);
+        v[i] = x0 - eps; t.backend.write(t.storageView, v);
         const down = lossAt();
-        v[i] = x0; t.backend.write(t.view, v);
+        v[i] = x0; t.backend.write(t.storageView, v);
         const numeric = (up - down) / (2 * eps);
         assert.ok(Math.abs(grad[i]! - numeric) <= 1e-7 + 1e-5 * Math.abs(numeric), `${name}[${i}]: analytic ${grad[i]}, numeric ${numeric}`);
         assert.ok(Math.abs(numeric) > 1e-6, `${name}[${i}] has a gradient to check (${numeric})`);

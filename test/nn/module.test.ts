@@ -14,7 +14,7 @@ function host(t: Tensor): number[] {
 }
 
 function set(t: Tensor, values: number[]): void {
-  t.backend.write(t.view, values);
+  t.backend.write(t.storageView, values);
 }
 
 class Pair extends Module {

@@ -34,7 +34,7 @@ function train(model: GPT, optimizer: AdamW, from: number, to: number): void {
 
 async function bits(model: GPT): Promise<Record<string, number[]>> {
   const out: Record<string, number[]> = {};
-  for (const [name, p] of model.namedParameters()) out[name] = Array.from(await p.backend.readRaw(p.view));
+  for (const [name, p] of model.namedParameters()) out[name] = Array.from(await p.backend.readRaw(p.storageView));
   return out;
 }
 

@@ -52,8 +52,8 @@ for (const params of ['float32', 'float16'] as const) {
       w: await Promise.all([b.w1, b.w2].map((w) => w.toArray())),
     };
     const c = fresh(params);
-    c.w1.backend.write(c.w1.view, saved.w[0]!);
-    c.w2.backend.write(c.w2.view, saved.w[1]!);
+    c.w1.backend.write(c.w1.storageView, saved.w[0]!);
+    c.w2.backend.write(c.w2.storageView, saved.w[1]!);
     c.opt.loadStateDict(saved.opt);
     c.scaler.loadStateDict(saved.scaler);
     const rest = await steps(c, 4);

@@ -20,7 +20,7 @@ function setup() {
 function scaleParameter(model: GPT, name: string, factor: number): void {
   const p = model.namedParameters().find(([n]) => n === name)![1];
   const values = p.toArraySync();
-  p.backend.write(p.view, Float32Array.from(values, (v) => v * factor));
+  p.backend.write(p.storageView, Float32Array.from(values, (v) => v * factor));
 }
 
 /** The culprit of one step of a model with these parameters multiplied by these factors (the injected faults). */

@@ -40,7 +40,7 @@ const cases: Case[] = [
   { name: 'scaledDotProductAttention, causal, 3 queries over 5 keys', shapes: [[1, 2, 3, 4], [1, 2, 5, 4], [1, 2, 5, 4]], fn: attentionOf(true) },
   { name: 'scaledDotProductAttention, not causal', shapes: [[2, 1, 4, 3], [2, 1, 4, 3], [2, 1, 4, 3]], fn: attentionOf(false) },
   { name: 'causalSelfAttention', shapes: [[2, 3, 12]], fn: (qkv) => mp.causalSelfAttention(qkv, 2) },
-  { name: 'dense with bias and GELU', shapes: [[2, 3, 4], [4, 5], [5]], fn: (x, w, b) => mp.dense(x, w, b, { gelu: true }) },
+  { name: 'dense with bias and GELU', shapes: [[2, 3, 4], [4, 5], [5]], fn: (x, w, b) => mp.linear(x, w, b, { weightLayout: 'in,out', gelu: true }) },
   { name: 'linear with bias', shapes: [[3, 4], [5, 4], [5]], fn: (x, w, b) => mp.linear(x, w, b) },
 ];
 
@@ -110,6 +110,20 @@ describe('compositions standing in for missing fusions', () => {
       return [first, next, keys, values].map((t) => host(t));
     }));
     outputs[1]!.forEach((v, i) => assertClose(v, outputs[0]![i]!, ['first', 'next', 'keys', 'values'][i]!));
+  });
+
+  test('sumOfSquares: the composition gives the fused total over several views and dtypes', () => {
+    for (const dtype of ['float32', 'float16', 'bfloat16', 'float64'] as const) {
+      const totals = [cpu, composedOnly].map((backend) => mp.tidy(() => {
+        const views = [[5], [300], [0], [2, 7]].map((shape, i) => mp.tensor(host(randLeaf(shape, 20 + i, { scale: 3, grad: false })), { dtype, shape, backend }));
+        const out = mp.zeros([1], { dtype: dtype === 'float64' ? 'float64' : 'float32', backend });
+        fusions(backend).sumOfSquares(views.map((v) => v.storageView), out.storageView);
+        return host(out)[0]!;
+      }));
+      // The fused kernel sums in float64; the composition rounds each square and the running total to float32.
+      const rtol = dtype === 'float64' ? 1e-12 : 1e-6;
+      assert.ok(Math.abs(totals[1]! - totals[0]!) <= rtol * totals[0]!, `${dtype}: composed ${totals[1]}, fused ${totals[0]}`);
+    }
   });
 
   test('a 16-bit cast through the composed copy rounds as the fused cast does', () => {

@@ -29,7 +29,6 @@ const calls: Record<string, (i: Inputs) => Tensor> = {
   matmul: (i) => mp.matmul(i.x!, i.w!),
   linear: (i) => mp.linear(i.x!, i.wt!, i.bias),
   addmm: (i) => mp.addmm(i.bias!, i.rows!, i.w!),
-  dense: (i) => mp.dense(i.x!, i.w!, i.bias, { gelu: true }),
   scaledDotProductAttention: (i) => mp.scaledDotProductAttention(i.q!, i.k!, i.v!, { causal: true }),
   causalSelfAttention: (i) => mp.causalSelfAttention(i.qkv!, 2),
   cachedSelfAttention: (i) => mp.noGrad(() => mp.cachedSelfAttention(i.qkv!, 2, i.keys!, i.values!, 0)),

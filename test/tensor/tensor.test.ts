@@ -81,7 +81,7 @@ describe('dispose', () => {
     const t = tensor([[1, 2]]);
     t.name = 'w';
     t.dispose();
-    for (const use of [() => t.toArraySync(), () => add(t, 1), () => t.view, () => mul(t, t)]) {
+    for (const use of [() => t.toArraySync(), () => add(t, 1), () => t.storageView, () => mul(t, t)]) {
       assert.throws(use, (e: Error) => e instanceof DisposedError && /disposed tensor/.test(e.message) && /'w' \[1, 2\] float32/.test(e.message));
     }
   });

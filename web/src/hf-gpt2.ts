@@ -73,7 +73,7 @@ export function loadGPT2Files(configText: string, weights: ArrayBuffer, backend:
       if (e.shape.length !== param.shape.length || e.shape.some((d, i) => d !== param.shape[i])) {
         throw new GPT2CheckpointError(WEIGHTS, `shape [${e.shape.join(', ')}] does not match the config: expected [${param.shape.join(', ')}]`, storedName);
       }
-      param.backend.write(param.view, values(weights, data, storedName, e, param.size));
+      param.backend.write(param.storageView, values(weights, data, storedName, e, param.size));
       byName.delete(name);
     }
     if (byName.size > 0) throw new GPT2CheckpointError(WEIGHTS, `unexpected tensors ${[...byName.values()].slice(0, 5).map(([n]) => `'${n}'`).join(', ')}`);

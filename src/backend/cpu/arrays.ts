@@ -3,20 +3,17 @@
 
 import type { DType } from '../../dtype/dtype.js';
 import { decode16, encode16, isHalf } from '../../dtype/codec.js';
-import type { Buf, View } from '../backend.js';
+import type { Buf, HostArray, RawArray, View } from '../backend.js';
 
-export type Storage = Float32Array | Float64Array | Int32Array | Uint16Array;
-/** Arrays kernels compute from: values as numbers. */
-export type Num = Float32Array | Float64Array | Int32Array;
 
 export class CpuBuf implements Buf {
-  readonly data: Storage;
+  readonly data: RawArray;
   constructor(readonly dtype: DType, readonly size: number) {
-    this.data = newStorage(dtype, size);
+    this.data = newRawArray(dtype, size);
   }
 }
 
-export function newStorage(dtype: DType, size: number): Storage {
+function newRawArray(dtype: DType, size: number): RawArray {
   switch (dtype) {
     case 'float32': return new Float32Array(size);
     case 'float64': return new Float64Array(size);
@@ -26,15 +23,15 @@ export function newStorage(dtype: DType, size: number): Storage {
 }
 
 /** The raw storage elements of a view (no copy). */
-export function raw(v: View): Storage {
+export function raw(v: View): RawArray {
   const d = (v.buf as CpuBuf).data;
   return v.offset === 0 && v.size === d.length ? d : d.subarray(v.offset, v.offset + v.size);
 }
 
 /** The view's values as numbers: the storage itself for float32/float64/int32, a widened copy for 16-bit floats. */
-export function values(v: View): Num {
+export function values(v: View): HostArray {
   const r = raw(v);
-  return isHalf(v.dtype) ? decode16(v.dtype, r as Uint16Array) : r as Num;
+  return isHalf(v.dtype) ? decode16(v.dtype, r as Uint16Array) : r as HostArray;
 }
 
 /**
@@ -42,18 +39,18 @@ export function values(v: View): Num {
  * dtype. For float32/float64/int32 views it is the storage itself; 16-bit
  * floats are computed into a float32 scratch and rounded once on commit.
  */
-export function output(v: View): { arr: Num; commit: () => void } {
+export function output(v: View): { arr: HostArray; commit: () => void } {
   const r = raw(v);
   const dtype = v.dtype;
   if (isHalf(dtype)) {
     const arr = new Float32Array(v.size);
     return { arr, commit: () => encode16(dtype, arr, r as Uint16Array) };
   }
-  return { arr: r as Num, commit: () => {} };
+  return { arr: r as HostArray, commit: () => {} };
 }
 
 /** Like `output`, but starting from the view's current values (for in-place updates). */
-export function inout(v: View): { arr: Num; commit: () => void } {
+export function inout(v: View): { arr: HostArray; commit: () => void } {
   const o = output(v);
   if (o.arr !== raw(v)) o.arr.set(values(v));
   return o;

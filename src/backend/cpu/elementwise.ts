@@ -1,8 +1,8 @@
 // Elementwise, copy and reduction kernels of the CPU backend.
 
 import { dropoutThreshold, randomBits } from '../random.js';
-import type { BinaryOp, ReduceOp, Strided, UnaryOp, View } from '../backend.js';
-import { inout, output, values, type Num } from './arrays.js';
+import type { BinaryOp, HostArray, ReduceOp, Strided, UnaryOp, View } from '../backend.js';
+import { inout, output, values } from './arrays.js';
 import { forEachRow } from './strided.js';
 
 const GELU_K = Math.sqrt(2 / Math.PI);
@@ -90,7 +90,7 @@ export function binary(op: BinaryOp, a: Strided, b: Strided, out: View, shape: r
   o.commit();
 }
 
-type RowKernel = (a: Num, ia: number, sa: number, b: Num, ib: number, sb: number, y: Num, iy: number, n: number) => void;
+type RowKernel = (a: HostArray, ia: number, sa: number, b: HostArray, ib: number, sb: number, y: HostArray, iy: number, n: number) => void;
 
 function rowKernel(op: BinaryOp): RowKernel {
   switch (op) {

@@ -9,14 +9,14 @@
 // is then the nearly exact result, whatever order a GPU sums in (README, "The
 // CPU reference and a GPU").
 
-import type { MatmulSpec, View } from '../backend.js';
-import { inout, output, values, type Num } from './arrays.js';
+import type { HostArray, MatmulSpec, View } from '../backend.js';
+import { inout, output, values } from './arrays.js';
 import { gelu } from './elementwise.js';
 
 const ROW_BLOCK = 64;
 
 /** Packs rows [0, rows) of a (rows x k) operand into 4-row panels: panel p, k, lane r at (p*k + kk)*4 + r. */
-function packPanels(src: Num, base: number, rows: number, k: number, rowStride: number, kStride: number, dst: Float64Array): void {
+function packPanels(src: HostArray, base: number, rows: number, k: number, rowStride: number, kStride: number, dst: Float64Array): void {
   const panels = Math.ceil(rows / 4);
   for (let p = 0; p < panels; p++) {
     const o = p * k * 4;

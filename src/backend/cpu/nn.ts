@@ -1,8 +1,8 @@
 // Fused transformer kernels of the CPU backend: softmax, layer norm, embedding,
 // cross-entropy and causal attention, each with its backward.
 
-import { IndexOutOfRangeError, type AttentionSpec, type HeadLayout, type View } from '../backend.js';
-import { inout, output, values, type Num } from './arrays.js';
+import { IndexOutOfRangeError, type AttentionSpec, type HeadLayout, type HostArray, type View } from '../backend.js';
+import { inout, output, values } from './arrays.js';
 
 export function softmax(x: View, out: View, rows: number, cols: number, log: boolean): void {
   const xs = values(x);
@@ -196,7 +196,7 @@ function packHead(src: ArrayLike<number>, L: HeadLayout, b: number, h: number, t
   return out;
 }
 
-function unpackHead(block: Float64Array, dst: Num, L: HeadLayout, b: number, h: number, t: number, d: number): void {
+function unpackHead(block: Float64Array, dst: HostArray, L: HeadLayout, b: number, h: number, t: number, d: number): void {
   for (let i = 0; i < t; i++) {
     const s = at(L, b, h, i);
     for (let c = 0; c < d; c++) dst[s + c] = block[i * d + c]!;
@@ -261,7 +261,7 @@ export function attentionBackward(
   const { batch, heads, tq, tk, headDim: d, scale } = spec;
   // Gradients accumulate in float64 and are stored once. gq, gk and gv may be one fused buffer:
   // then they must share one output, or 16-bit commits would clobber each other. Views are compared
-  // by what they address, not by object identity (each `tensor.view` is a fresh object).
+  // by what they address, not by object identity (each `tensor.storageView` is a fresh object).
   const same = (x: View, y: View) => x.buf === y.buf && x.offset === y.offset && x.size === y.size;
   const gq = inout(gqv);
   const gk = same(gkv, gqv) ? gq : inout(gkv);

@@ -5,9 +5,9 @@
 
 import { float32BitsToBFloat16Bits, float32Bits } from '../../dtype/codec.js';
 import { randomBits } from '../random.js';
-import type { View } from '../backend.js';
+import type { HostArray, View } from '../backend.js';
 import { HOST_OPS, checkCall, evaluate, namesIn, ruleKey, type Expr, type UpdateCall, type UpdateRule } from '../update-rule.js';
-import { inout, output, raw, values, type Num } from './arrays.js';
+import { inout, output, raw, values } from './arrays.js';
 
 function scalar(v: View): number {
   return values(v)[0]!;
@@ -47,7 +47,7 @@ function writeBack(param: View, master: ArrayLike<number>, sr: { key: number; st
 }
 
 /** One tensor's element loop: arrays in slot order, values of the other names, length; returns the raised flags (1 or 0). */
-type ElementLoop = (arrays: Num[], env: Readonly<Record<string, number>>, n: number) => number[];
+type ElementLoop = (arrays: HostArray[], env: Readonly<Record<string, number>>, n: number) => number[];
 
 const JS_INFIX: Partial<Record<string, string>> = { add: '+', sub: '-', mul: '*', div: '/' };
 

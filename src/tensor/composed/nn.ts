@@ -195,3 +195,19 @@ export function matmulEpilogue(b: Backend, a: View, bm: View, out: View, spec: M
     cast(b, cur, out);
   });
 }
+
+/** Squares each view and sums it into a running total, one view at a time. */
+export function sumOfSquares(b: Backend, views: readonly View[], out: View): void {
+  withScratch(b, (sc) => {
+    const c = out.dtype === 'float64' ? 'float64' : 'float32';
+    const total = sc.constant(c, 0), part = sc.view(c, 1);
+    for (const v of views) {
+      if (v.size === 0) continue;
+      const sq = sc.view(c, v.size);
+      b.unary('square', v, sq);
+      b.reduce('sum', sq, part, 1, v.size, 1);
+      b.binary('add', whole(total), whole(part), total, [1]);
+    }
+    cast(b, total, out);
+  });
+}

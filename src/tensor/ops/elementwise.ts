@@ -17,7 +17,7 @@ function empty(like: Tensor, dtype: DType = like.dtype, shape: readonly number[]
 function scalarLike(v: number, like: Tensor): Tensor {
   const dtype = like.dtype === 'int32' && !Number.isInteger(v) ? 'float32' : like.dtype;
   const t = empty(like, dtype, []);
-  like.backend.write(t.view, [v]);
+  like.backend.write(t.storageView, [v]);
   return t;
 }
 
@@ -33,7 +33,7 @@ function unaryFloat(
 ): Tensor {
   requireFloat(name, x);
   const y = empty(x, float32 ? float32Output(x.dtype) : x.dtype);
-  x.backend.unary(op, x.view, y.view, s, s2);
+  x.backend.unary(op, x.storageView, y.storageView, s, s2);
   return record(y, name, [x], [save === 'x' ? x : y], (gy, [saved]) => [grad(gy, saved!)]);
 }
 
@@ -41,7 +41,7 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor, dtype: DType, name: st
   sameBackend(name, a, b);
   const shape = broadcastShapes(name, a.shape, b.shape);
   const y = empty(a, dtype, shape);
-  a.backend.binary(op, stridedAs(a, shape), stridedAs(b, shape), y.view, shape);
+  a.backend.binary(op, stridedAs(a, shape), stridedAs(b, shape), y.storageView, shape);
   return y;
 }
 
@@ -102,7 +102,7 @@ export const pow = op((x: Tensor, p: number): Tensor => {
 export const affine = op((x: Tensor, a: number, b: number): Tensor => {
   const dtype = x.dtype === 'int32' && !(Number.isInteger(a) && Number.isInteger(b)) ? 'float32' : x.dtype;
   const y = empty(x, dtype);
-  x.backend.unary('affine', x.view, y.view, a, b);
+  x.backend.unary('affine', x.storageView, y.storageView, a, b);
   return record(y, 'affine', [x], [], (gy) => [affine(gy, a, 0)]);
 });
 
@@ -187,10 +187,10 @@ export const where = op((cond: Tensor, a: Tensor, b: Tensor): Tensor => {
   sameBackend('where', cond, a, b);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, a.shape), b.shape);
   const y = empty(a, promote(a.dtype, b.dtype), shape);
-  a.backend.where(stridedAs(cond, shape), stridedAs(a, shape), stridedAs(b, shape), y.view, shape);
+  a.backend.where(stridedAs(cond, shape), stridedAs(a, shape), stridedAs(b, shape), y.storageView, shape);
   return record(y, 'where', [null, a, b], [cond], (gy, [c]) => {
     const zero = Tensor.empty([], gy.dtype, gy.backend);
-    gy.backend.fill(zero.view, 0);
+    gy.backend.fill(zero.storageView, 0);
     const ga = where(c!, gy, zero), gb = where(c!, zero, gy);
     return [null, sumToShape(ga, a.shape), sumToShape(gb, b.shape)];
   });
@@ -202,7 +202,7 @@ export const to = op((x: Tensor, dtype: DType | string): Tensor => {
   if (d === x.dtype) return x;
   if (x.requiresGrad && d === 'int32') throw new DTypeError(`to: cannot convert ${x.describe()}, which requires grad, to int32`);
   const y = empty(x, d);
-  fusions(x.backend).cast(x.view, y.view);
+  fusions(x.backend).cast(x.storageView, y.storageView);
   return record(y, 'to', [x], [], (gy) => [gy]);
 });
 

@@ -1,4 +1,4 @@
-// Matrix products: batched matmul with broadcasting, and the dense layer
+// Matrix products: batched matmul with broadcasting, and the linear layer
 // (matmul + bias, optionally + GELU) as one fused kernel. Both are in
 // autocast's lower-precision category. Gradients reuse the same kernel with
 // transposed operands, so no transpose is ever materialised.
@@ -26,8 +26,8 @@ function run(a: Tensor, b: Tensor, outShape: readonly number[], c: MatmulCall): 
     batch: c.batch, m: c.m, n: c.n, k: c.k,
     transA: !!c.transA, transB: !!c.transB, strideA: c.strideA, strideB: c.strideB,
   };
-  if (c.bias || c.gelu) fusions(a.backend).matmulEpilogue(a.view, b.view, y.view, { ...shape, bias: c.bias?.view, gelu: c.gelu, preGelu: c.preGelu?.view });
-  else a.backend.matmul(a.view, b.view, y.view, shape);
+  if (c.bias || c.gelu) fusions(a.backend).matmulEpilogue(a.storageView, b.storageView, y.storageView, { ...shape, bias: c.bias?.storageView, gelu: c.gelu, preGelu: c.preGelu?.storageView });
+  else a.backend.matmul(a.storageView, b.storageView, y.storageView, shape);
   return y;
 }
 
@@ -76,35 +76,37 @@ export const matmul = op((a0: Tensor, b0: Tensor): Tensor => {
   });
 });
 
-export interface DenseOptions {
-  /** Weight stored [out, in] (PyTorch's nn.Linear) instead of [in, out] (GPT-2's Conv1D). */
-  transposed?: boolean;
+export interface LinearOpOptions {
+  /** How the weight is stored: [out, in] as PyTorch's nn.Linear (default), or [in, out] as GPT-2's Conv1D. */
+  weightLayout?: 'out,in' | 'in,out';
   /** Apply tanh-GELU to the result in the same kernel. */
   gelu?: boolean;
 }
 
 /**
- * y = x @ W + bias over the last dimension of x, as one kernel (W is [in, out],
- * or [out, in] with `transposed`). The leading dimensions of x are flattened
- * into rows, so the weight gradient is a single product, not a batch to sum.
+ * PyTorch's F.linear, y = x @ W^T + bias, as one kernel over the last
+ * dimension of x (W is [out, in], or [in, out] with weightLayout 'in,out', and
+ * then y = x @ W + bias). The leading dimensions of x are flattened into rows,
+ * so the weight gradient is a single product, not a batch to sum. With `gelu`,
+ * GELU is applied as the result is stored.
  */
-export const dense = op((x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: DenseOptions = {}): Tensor => {
-  requireFloat('dense', x0, w0);
-  sameBackend('dense', x0, w0);
+export const linear = op((x0: Tensor, w0: Tensor, bias0?: Tensor | null, opts: LinearOpOptions = {}): Tensor => {
+  requireFloat('linear', x0, w0);
+  sameBackend('linear', x0, w0);
   const [x, w, bias] = lowerPrecision(x0, w0, bias0 ?? null);
-  if (w.ndim !== 2) throw new ShapeError(`dense: weight must be 2-D, got ${w.describe()}`);
-  const tr = !!opts.transposed;
+  if (w.ndim !== 2) throw new ShapeError(`linear: weight must be 2-D, got ${w.describe()}`);
+  const tr = (opts.weightLayout ?? 'out,in') === 'out,in';
   const [kIn, nOut] = tr ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
   const k = x.shape[x.ndim - 1]!;
-  if (k !== kIn) throw new ShapeError(`dense: input ${fmtShape(x0.shape)} does not fit weight ${fmtShape(w0.shape)}${tr ? ' (stored [out, in])' : ' (stored [in, out])'}`);
-  if (bias && (bias.ndim !== 1 || bias.shape[0] !== nOut)) throw new ShapeError(`dense: bias ${fmtShape(bias.shape)} does not fit ${nOut} outputs`);
+  if (k !== kIn) throw new ShapeError(`linear: input ${fmtShape(x0.shape)} does not fit weight ${fmtShape(w0.shape)}${tr ? ' (stored [out, in])' : ' (stored [in, out])'}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== nOut)) throw new ShapeError(`linear: bias ${fmtShape(bias.shape)} does not fit ${nOut} outputs`);
   const rows = x.size / k;
   const outShape = [...x.shape.slice(0, -1), nOut];
   const pre = opts.gelu && needsPre(x, w, bias) ? Tensor.empty(outShape, promote(x.dtype, w.dtype), x.backend) : undefined;
   const y = run(x, w, outShape, { batch: 1, m: rows, n: nOut, k, transB: tr, strideA: 0, strideB: 0, bias, gelu: opts.gelu, preGelu: pre });
   const saved = pre ? [x, w, pre] : [x, w];
-  return record(y, opts.gelu ? 'dense_gelu' : 'dense', [x, w, bias], saved, (gy0, [sx, sw, spre]) => {
-    // Through the GELU first, then the same three products as a plain dense layer.
+  return record(y, opts.gelu ? 'linear_gelu' : 'linear', [x, w, bias], saved, (gy0, [sx, sw, spre]) => {
+    // Through the GELU first, then the same three products as a plain linear layer.
     const gy = spre ? geluBackward(spre, gy0) : gy0;
     const gx = x.requiresGrad
       ? run(gy, sw!, x.shape, { batch: 1, m: rows, n: k, k: nOut, transB: !tr, strideA: 0, strideB: 0 })
@@ -125,16 +127,11 @@ function needsPre(...ts: (Tensor | null)[]): boolean {
 
 function geluBackward(pre: Tensor, gy: Tensor): Tensor {
   const g = Tensor.empty(gy.shape, gy.dtype, gy.backend);
-  gy.backend.binary('gelu_grad', { view: pre.view, offset: 0, strides: [1] }, { view: gy.view, offset: 0, strides: [1] }, g.view, [gy.size]);
+  gy.backend.binary('gelu_grad', { view: pre.storageView, offset: 0, strides: [1] }, { view: gy.storageView, offset: 0, strides: [1] }, g.storageView, [gy.size]);
   return g;
 }
 
-/** PyTorch's F.linear: x @ weight^T + bias, weight stored [out, in]. */
-export const linear = op((x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => {
-  return dense(x, weight, bias, { transposed: true });
-});
-
 /** bias + x @ w with w stored [in, out] (torch.addmm, GPT-2's Conv1D). */
 export const addmm = op((bias: Tensor, x: Tensor, w: Tensor): Tensor => {
-  return dense(x, w, bias);
+  return linear(x, w, bias, { weightLayout: 'in,out' });
 });

@@ -24,10 +24,10 @@ function softmaxLast(name: string, x: Tensor, log: boolean): Tensor {
   const cols = x.shape[x.ndim - 1] ?? 1;
   const rows = x.size / Math.max(cols, 1);
   const y = Tensor.empty(x.shape, float32Output(x.dtype), x.backend);
-  fusions(x.backend).softmax(x.view, y.view, rows, cols, log);
+  fusions(x.backend).softmax(x.storageView, y.storageView, rows, cols, log);
   return record(y, name, [x], [y], (gy, [sy]) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    fusions(gy.backend).softmaxBackward(sy!.view, gy.view, g.view, rows, cols, log);
+    fusions(gy.backend).softmaxBackward(sy!.storageView, gy.storageView, g.storageView, rows, cols, log);
     return [g];
   });
 }
@@ -61,13 +61,13 @@ export const layerNorm = op((x: Tensor, weight?: Tensor | null, bias?: Tensor | 
   const b = x.backend;
   const y = Tensor.empty(x.shape, float32Output(x.dtype), b);
   const mean = Tensor.empty([rows], statDtype(x), b), rstd = Tensor.empty([rows], statDtype(x), b);
-  fusions(b).layerNorm(x.view, weight?.view ?? null, bias?.view ?? null, y.view, mean.view, rstd.view, rows, cols, eps);
+  fusions(b).layerNorm(x.storageView, weight?.storageView ?? null, bias?.storageView ?? null, y.storageView, mean.storageView, rstd.storageView, rows, cols, eps);
   const saved = weight ? [x, mean, rstd, weight] : [x, mean, rstd];
   return record(y, 'layerNorm', [x, weight, bias], saved, (gy, [sx, sm, sr, sw]) => {
     const gx = Tensor.empty(x.shape, x.dtype, b);
     const gw = weight?.requiresGrad ? Tensor.empty(weight.shape, weight.dtype, b) : null;
     const gb = bias?.requiresGrad ? Tensor.empty(bias.shape, bias.dtype, b) : null;
-    fusions(b).layerNormBackward(sx!.view, sw?.view ?? null, sm!.view, sr!.view, gy.view, gx.view, gw?.view ?? null, gb?.view ?? null, rows, cols);
+    fusions(b).layerNormBackward(sx!.storageView, sw?.storageView ?? null, sm!.storageView, sr!.storageView, gy.storageView, gx.storageView, gw?.storageView ?? null, gb?.storageView ?? null, rows, cols);
     return [gx, gw, gb];
   });
 });
@@ -81,11 +81,11 @@ export const embedding = op((ids: Tensor, weight: Tensor): Tensor => {
   if (weight.ndim !== 2) throw new ShapeError(`embedding: weight must be 2-D, got ${weight.describe()}`);
   const [num, dim] = weight.shape as [number, number];
   const y = Tensor.empty([...ids.shape, dim], weight.dtype, weight.backend);
-  weight.backend.gather(weight.view, ids.view, y.view, ids.size, dim);
+  weight.backend.gather(weight.storageView, ids.storageView, y.storageView, ids.size, dim);
   return record(y, 'embedding', [weight], [ids], (gy, [sids]) => {
     const g = Tensor.empty([num, dim], weight.dtype, gy.backend);
-    gy.backend.fill(g.view, 0);
-    gy.backend.scatterAdd(gy.view, sids!.view, g.view, sids!.size, dim);
+    gy.backend.fill(g.storageView, 0);
+    gy.backend.scatterAdd(gy.storageView, sids!.storageView, g.storageView, sids!.size, dim);
     return [g];
   });
 });
@@ -111,10 +111,10 @@ export const crossEntropy = op((logits: Tensor, targets: Tensor, opts: CrossEntr
   const b = logits.backend;
   const loss = Tensor.empty([], float32Output(logits.dtype), b);
   const lse = Tensor.empty([rows], statDtype(logits), b), count = Tensor.empty([], 'float32', b);
-  fusions(b).crossEntropy(logits.view, targets.view, loss.view, lse.view, count.view, rows, cols, ignoreIndex);
+  fusions(b).crossEntropy(logits.storageView, targets.storageView, loss.storageView, lse.storageView, count.storageView, rows, cols, ignoreIndex);
   return record(loss, 'crossEntropy', [logits], [logits, targets, lse, count], (gy, [sl, st, slse, sc]) => {
     const g = Tensor.empty(logits.shape, logits.dtype, b);
-    fusions(b).crossEntropyBackward(sl!.view, st!.view, slse!.view, sc!.view, gy.view, g.view, rows, cols, ignoreIndex);
+    fusions(b).crossEntropyBackward(sl!.storageView, st!.storageView, slse!.storageView, sc!.storageView, gy.storageView, g.storageView, rows, cols, ignoreIndex);
     return [g];
   });
 });
@@ -128,10 +128,10 @@ export const causalMask = op((x: Tensor, value: number = -Infinity): Tensor => {
   const [t, s] = x.shape.slice(-2) as [number, number];
   const rows = x.size / (t * s);
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  fusions(x.backend).causalFill(x.view, y.view, rows, t, s, value);
+  fusions(x.backend).causalFill(x.storageView, y.storageView, rows, t, s, value);
   return record(y, 'causalMask', [x], [], (gy) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    fusions(gy.backend).causalFill(gy.view, g.view, rows, t, s, 0);
+    fusions(gy.backend).causalFill(gy.storageView, g.storageView, rows, t, s, 0);
     return [g];
   });
 });
@@ -161,10 +161,10 @@ export const dropout = op((x: Tensor, p: number, opts: DropoutOptions = {}): Ten
   if (p === 0 || opts.training === false) return x;
   const { key, start } = (opts.generator ?? defaultGenerator).reserve(x.size);
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  x.backend.dropout(x.view, y.view, p, key, start);
+  x.backend.dropout(x.storageView, y.storageView, p, key, start);
   return record(y, 'dropout', [x], [], (gy) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.dropout(gy.view, g.view, p, key, start);
+    gy.backend.dropout(gy.storageView, g.storageView, p, key, start);
     return [g];
   });
 });
@@ -185,20 +185,20 @@ function attentionCore(
   const b = q.backend;
   const o = Tensor.empty(outShape, q.dtype, b);
   const lse = Tensor.empty([spec.batch, spec.heads, spec.tq], statDtype(q), b);
-  fusions(b).attention(q.view, layouts.q, k.view, layouts.k, v.view, layouts.v, o.view, layouts.o, lse.view, spec);
+  fusions(b).attention(q.storageView, layouts.q, k.storageView, layouts.k, v.storageView, layouts.v, o.storageView, layouts.o, lse.storageView, spec);
   const saved = fused ? [q, o, lse] : [q, k, v, o, lse];
   return record(o, name, inputs, saved, (go, s) => {
     const [sq, sk, sv, so, slse] = fused ? [s[0]!, s[0]!, s[0]!, s[1]!, s[2]!] : (s as [Tensor, Tensor, Tensor, Tensor, Tensor]);
     if (fused) {
       // q, k and v live in one [B, T, 3D] tensor, and so do their gradients.
       const g = Tensor.empty(q.shape, q.dtype, b);
-      fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
-        g.view, layouts.q, g.view, layouts.k, g.view, layouts.v, spec);
+      fusions(b).attentionBackward(sq.storageView, layouts.q, sk.storageView, layouts.k, sv.storageView, layouts.v, so.storageView, layouts.o, slse.storageView, go.storageView, layouts.o,
+        g.storageView, layouts.q, g.storageView, layouts.k, g.storageView, layouts.v, spec);
       return [g];
     }
     const gq = Tensor.empty(q.shape, q.dtype, b), gk = Tensor.empty(k.shape, k.dtype, b), gv = Tensor.empty(v.shape, v.dtype, b);
-    fusions(b).attentionBackward(sq.view, layouts.q, sk.view, layouts.k, sv.view, layouts.v, so.view, layouts.o, slse.view, go.view, layouts.o,
-      gq.view, layouts.q, gk.view, layouts.k, gv.view, layouts.v, spec);
+    fusions(b).attentionBackward(sq.storageView, layouts.q, sk.storageView, layouts.k, sv.storageView, layouts.v, so.storageView, layouts.o, slse.storageView, go.storageView, layouts.o,
+      gq.storageView, layouts.q, gk.storageView, layouts.k, gv.storageView, layouts.v, spec);
     return [gq, gk, gv];
   });
 }
@@ -313,8 +313,8 @@ export const cachedSelfAttention = op((qkv0: Tensor, nHead: number, keys: Tensor
   for (const [part, c] of [[1, keys], [2, values]] as const) {
     const src = fromQkv(part);
     b.copy(
-      { view: qkv.view, offset: src.offset, strides: [src.sB, src.sH, src.sT, 1] },
-      { view: c.view, offset: offset * d, strides: [cacheL.sB, cacheL.sH, cacheL.sT, 1] },
+      { view: qkv.storageView, offset: src.offset, strides: [src.sB, src.sH, src.sT, 1] },
+      { view: c.storageView, offset: offset * d, strides: [cacheL.sB, cacheL.sH, cacheL.sT, 1] },
       [B, nHead, T, d],
     );
   }

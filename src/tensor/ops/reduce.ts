@@ -30,7 +30,7 @@ function reduceKeep(op: ReduceOp, x: Tensor, dims: number[], dtype = x.dtype): T
     const outer = sizeOf(shape.slice(0, a)), r = sizeOf(shape.slice(a, b)), inner = sizeOf(shape.slice(b));
     const outShape = [...shape.slice(0, a), ...shape.slice(a, b).map(() => 1), ...shape.slice(b)];
     const y = Tensor.empty(outShape, i === 0 ? dtype : partial, x.backend);
-    x.backend.reduce(op, cur.view, y.view, outer, r, inner);
+    x.backend.reduce(op, cur.storageView, y.storageView, outer, r, inner);
     cur = y;
     shape = outShape;
   }
@@ -45,7 +45,7 @@ function finish(y: Tensor, x: Tensor, dims: number[], keepdim: boolean): Tensor 
 export const expandTo = op((g: Tensor, shape: readonly number[]): Tensor => {
   const y = Tensor.empty(shape, g.dtype, g.backend);
   const strides = broadcastStrides(g.shape, shape);
-  g.backend.copy({ view: g.view, offset: 0, strides }, { view: y.view, offset: 0, strides: broadcastStrides(shape, shape) }, shape);
+  g.backend.copy({ view: g.storageView, offset: 0, strides }, { view: y.storageView, offset: 0, strides: broadcastStrides(shape, shape) }, shape);
   return y;
 });
 

@@ -45,8 +45,8 @@ export const permute = op((x: Tensor, dims: readonly number[]): Tensor => {
   const src = contiguousStrides(x.shape);
   const y = Tensor.empty(shape, x.dtype, x.backend);
   x.backend.copy(
-    { view: x.view, offset: 0, strides: perm.map((d) => src[d]!) },
-    { view: y.view, offset: 0, strides: contiguousStrides(shape) },
+    { view: x.storageView, offset: 0, strides: perm.map((d) => src[d]!) },
+    { view: y.storageView, offset: 0, strides: contiguousStrides(shape) },
     shape,
   );
   const inverse = new Array<number>(perm.length);
@@ -74,7 +74,7 @@ export const expand = op((x: Tensor, shape: readonly number[]): Tensor => {
     const j = i - (out.length - x.ndim);
     return j < 0 || x.shape[j] === 1 ? 0 : src[j]!;
   });
-  x.backend.copy({ view: x.view, offset: 0, strides }, { view: y.view, offset: 0, strides: contiguousStrides(out) }, out);
+  x.backend.copy({ view: x.storageView, offset: 0, strides }, { view: y.storageView, offset: 0, strides: contiguousStrides(out) }, out);
   return record(y, 'expand', [x], [], (gy) => [sumToShape(gy, x.shape)]);
 });
 
@@ -88,11 +88,11 @@ export const slice = op((x: Tensor, dim: number, start: number, end?: number): T
   shape[d] = e - s;
   const strides = contiguousStrides(x.shape);
   const y = Tensor.empty(shape, x.dtype, x.backend);
-  x.backend.copy({ view: x.view, offset: s * strides[d]!, strides }, { view: y.view, offset: 0, strides: contiguousStrides(shape) }, shape);
+  x.backend.copy({ view: x.storageView, offset: s * strides[d]!, strides }, { view: y.storageView, offset: 0, strides: contiguousStrides(shape) }, shape);
   return record(y, 'slice', [x], [], (gy) => {
     const g = Tensor.empty(x.shape, gy.dtype, gy.backend);
-    gy.backend.fill(g.view, 0);
-    gy.backend.copy({ view: gy.view, offset: 0, strides: contiguousStrides(shape) }, { view: g.view, offset: s * strides[d]!, strides }, shape);
+    gy.backend.fill(g.storageView, 0);
+    gy.backend.copy({ view: gy.storageView, offset: 0, strides: contiguousStrides(shape) }, { view: g.storageView, offset: s * strides[d]!, strides }, shape);
     return [g];
   });
 });
@@ -117,8 +117,8 @@ export const cat = op((xs: readonly Tensor[], dim: number = 0): Tensor => {
   for (const t of xs) {
     starts.push(at);
     first.backend.copy(
-      { view: t.view, offset: 0, strides: contiguousStrides(t.shape) },
-      { view: y.view, offset: at * outStrides[d]!, strides: outStrides },
+      { view: t.storageView, offset: 0, strides: contiguousStrides(t.shape) },
+      { view: y.storageView, offset: at * outStrides[d]!, strides: outStrides },
       t.shape,
     );
     at += t.shape[d]!;
@@ -128,6 +128,6 @@ export const cat = op((xs: readonly Tensor[], dim: number = 0): Tensor => {
 
 export const clone = op((x: Tensor): Tensor => {
   const y = Tensor.empty(x.shape, x.dtype, x.backend);
-  fusions(x.backend).cast(x.view, y.view);
+  fusions(x.backend).cast(x.storageView, y.storageView);
   return record(y, 'clone', [x], [], (gy) => [gy]);
 });

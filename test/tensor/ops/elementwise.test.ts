@@ -242,7 +242,7 @@ describe('16-bit inputs round their results exactly once', () => {
     const a = tensor([1, 1 + 2 ** -10], { dtype: 'float16' }), b = tensor([2 ** -11, 2 ** -11], { dtype: 'float16' });
     const y = add(a, b);
     assert.deepEqual([...y.toArraySync()], [1, 1 + 2 ** -9]);
-    assert.deepEqual([...y.backend.readSync!(y.view)].map((v) => toFloat16Bits(v)), [0x3c00, 0x3c02]);
+    assert.deepEqual([...y.backend.readSync!(y.storageView)].map((v) => toFloat16Bits(v)), [0x3c00, 0x3c02]);
     for (const t of [a, b, y]) t.dispose();
   });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DTypeError, ShapeError, Tensor, addmm, dense, linear, matmul, memory, sum, tensor } from '../../../src/index.js';
+import { DTypeError, ShapeError, Tensor, addmm, linear, matmul, memory, sum, tensor } from '../../../src/index.js';
 import { roundTo } from '../../../src/dtype/codec.js';
 import { checkAndDispose, host, randLeaf } from '../../helpers/gradcheck.js';
 
@@ -50,16 +50,16 @@ describe('matmul gradients (float64 finite differences)', () => {
 
 describe('dense / linear / addmm gradients (float64 finite differences)', () => {
   it('dense with and without bias, weight [in, out] and transposed [out, in]', () => {
-    checkAndDispose((x, w, b) => dense(x, w, b), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'dense + bias');
-    checkAndDispose((x, w) => dense(x, w), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'dense, 3-D input, no bias');
-    checkAndDispose((x, w, b) => dense(x, w, b, { transposed: true }), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'dense transposed');
+    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out' }), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'dense + bias');
+    checkAndDispose((x, w) => linear(x, w, null, { weightLayout: 'in,out' }), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'dense, 3-D input, no bias');
+    checkAndDispose((x, w, b) => linear(x, w, b), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'dense transposed');
   });
 
   it('the fused GELU epilogue', () => {
-    checkAndDispose((x, w, b) => dense(x, w, b, { gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'dense + gelu');
-    checkAndDispose((x, w) => dense(x, w, null, { gelu: true, transposed: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'dense + gelu, transposed, no bias');
+    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'dense + gelu');
+    checkAndDispose((x, w) => linear(x, w, null, { gelu: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'dense + gelu, transposed, no bias');
     const w = randLeaf([3, 2], 56, { grad: false });
-    checkAndDispose((x, b) => dense(x, w, b, { gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'dense + gelu, constant weight');
+    checkAndDispose((x, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'dense + gelu, constant weight');
     w.dispose();
   });
 
@@ -93,7 +93,7 @@ describe('matmul and dense values', () => {
 
   it('dense with bias and GELU equals gelu(x @ w + b)', () => {
     const x = randLeaf([3, 4], 73, { grad: false }), w = randLeaf([4, 5], 74, { grad: false }), b = randLeaf([5], 75, { grad: false });
-    const y = dense(x, w, b, { gelu: true });
+    const y = linear(x, w, b, { weightLayout: 'in,out', gelu: true });
     const want = naiveMatmul(host(x), host(w), 1, 3, 4, 5).map((v, i) => GELU(v + host(b)[i % 5]!));
     host(y).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-12));
     for (const t of [x, w, b, y]) t.dispose();
@@ -124,8 +124,8 @@ describe('errors', () => {
   it('shape mismatches name both shapes', () => {
     const a = tensor([[1, 2, 3]]), b = tensor([[1, 2]]);
     assert.throws(() => matmul(a, b), (e: Error) => e instanceof ShapeError && /\[1, 3\]/.test(e.message) && /\[1, 2\]/.test(e.message));
-    assert.throws(() => dense(a, b), (e: Error) => e instanceof ShapeError && /\[1, 3\]/.test(e.message) && /\[1, 2\]/.test(e.message));
-    assert.throws(() => dense(b, b.T, tensor([1, 2, 3])), /bias \[3\] does not fit 1 outputs/);
+    assert.throws(() => linear(a, b, null, { weightLayout: 'in,out' }), (e: Error) => e instanceof ShapeError && /\[1, 3\]/.test(e.message) && /\[1, 2\]/.test(e.message));
+    assert.throws(() => linear(b, b.T, tensor([1, 2, 3]), { weightLayout: 'in,out' }), /bias \[3\] does not fit 1 outputs/);
     assert.throws(() => matmul(tensor(1), a), /at least one dimension/);
     const c = tensor(new Array(8).fill(0), { shape: [2, 2, 2] }), d = tensor(new Array(12).fill(0), { shape: [3, 2, 2] });
     assert.throws(() => matmul(c, d), (e: Error) => e instanceof ShapeError && /\[2\] and \[3\]/.test(e.message));
@@ -135,7 +135,7 @@ describe('errors', () => {
   it('integer operands are DTypeErrors', () => {
     const i = tensor(new Int32Array([1, 2, 3, 4]), { shape: [2, 2] }), f = tensor([[1, 2], [3, 4]]);
     assert.throws(() => matmul(i, f), DTypeError);
-    assert.throws(() => dense(f, i), DTypeError);
+    assert.throws(() => linear(f, i, null, { weightLayout: 'in,out' }), DTypeError);
     i.dispose();
     f.dispose();
   });
@@ -160,7 +160,7 @@ describe('memory', () => {
     }
     const x = randLeaf([2, 3], 83), w = randLeaf([3, 4], 84), bias = randLeaf([4], 85);
     const before = memory();
-    const y = dense(x, w, bias, { gelu: true });
+    const y = linear(x, w, bias, { weightLayout: 'in,out', gelu: true });
     const s = sum(y);
     s.backward();
     for (const t of [x, w, bias]) { t.grad!.dispose(); t.grad = null; }

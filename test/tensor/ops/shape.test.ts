@@ -91,7 +91,7 @@ describe('shape op values', () => {
     const r = reshape(a, [2, 3]);
     assert.equal(memory().buffers, before.buffers + 1, 'one buffer for both');
     assert.equal(memory().tensors, before.tensors + 2);
-    a.backend.write(a.view, [9, 2, 3, 4, 5, 6]);
+    a.backend.write(a.storageView, [9, 2, 3, 4, 5, 6]);
     assert.equal(r.toArraySync()[0], 9, 'a write through one is seen through the other');
     a.dispose();
     assert.equal(memory().buffers, before.buffers + 1, 'still held by the reshape');
