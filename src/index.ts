@@ -17,4 +17,4 @@ export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, 
 export { compare, readSetupResult, DEFAULT_SETUPS, REPORT_FILE, RESULTS_FILE, type CompareOptions } from './report/compare.js';
 export { NumericsObserver, type NumericsOptions, type StatsRecord, type NonFiniteRecord } from './report/observer.js';
 export type { StepObserver, ObserverRecord } from './train/observer.js';
-export type { SkipRecord } from './train/metrics.js';
+export type { SkippedSteps } from './train/step-watch.js';

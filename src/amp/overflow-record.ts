@@ -49,6 +49,8 @@ export class OverflowRecord {
     if (grads.length === 0) return;
     this.count++;
     const names = grads.map((g, i) => g.name ?? `gradient ${i}`);
+    // The previous flags go first, so that a step's peak memory is the same at every step.
+    this.latestFlags = replace(this.latestFlags, null);
     const next = noGrad(() => tidy(() => {
       const values = keep(cat(grads.map((g) => reshape(sum(mul(g, 0)), [1]))));
       const unscale = keep(full([1], this.count, { backend: foundInf.backend }));
@@ -59,7 +61,7 @@ export class OverflowRecord {
         : { names, values: keep(where(foundInf, values, full([names.length], 0, { backend: foundInf.backend }))), unscale: keep(where(foundInf, unscale, full([1], 0, { backend: foundInf.backend }))) };
       return { latest: { names, values, unscale }, overflow };
     }));
-    this.latestFlags = replace(this.latestFlags, next.latest);
+    this.latestFlags = next.latest;
     this.overflow = replace(this.overflow, next.overflow);
   }
 

@@ -2,12 +2,12 @@
 // several precision set-ups and writes report.html (and results.json) into --out.
 
 import { relative } from 'node:path';
-import type { TrainConfig } from '../train/config.js';
+import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from '../train/config.js';
 import { DEFAULT_SETUPS, compare, slug } from '../report/compare.js';
 import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION } from './common.js';
-import { CONFIG_OPTIONS, camel } from './train.js';
+import { CONFIG_OPTIONS, NUMERICS_OPTIONS, camel, numericsOptions } from './train.js';
 import type { OutputStream } from './progress.js';
 
 const SETUP_NAMES = DEFAULT_SETUPS.map((s) => slug(s.name));
@@ -20,8 +20,7 @@ export const COMPARE_SPEC: CommandSpec = {
     ...CONFIG_OPTIONS.filter((o) => o.name !== 'precision' && o.name !== 'loss-scale' && o.name !== 'init-from'),
     { name: 'out', type: 'string', metavar: 'DIR', default: 'runs/compare', help: 'where the runs, results.json and report.html go' },
     { name: 'setups', type: 'string', metavar: 'LIST', defaultText: 'all', help: `comma-separated, from: ${SETUP_NAMES.join(', ')}` },
-    { name: 'stats-interval', type: 'int', min: 1, defaultText: 'max-steps / 20', help: 'sample gradient statistics every N steps' },
-    { name: 'find-nonfinite', type: 'flag', help: 'name the first inf/NaN tensor of every step that has one (slower)' },
+    ...NUMERICS_OPTIONS,
     HELP_OPTION,
   ],
   epilog: [
@@ -56,8 +55,7 @@ export async function compareCommand(argv: readonly string[], out: OutputStream,
   const dir = String(args.values.out);
   const { results, reportFile } = await compare({
     config, out: dir, setups,
-    statsInterval: args.values['stats-interval'] as number | undefined,
-    findNonFinite: args.values['find-nonfinite'] === true,
+    ...numericsOptions(args.values, Math.max(1, Math.floor((config.maxSteps ?? DEFAULT_TRAIN_CONFIG.maxSteps) / 20))),
     log: (m) => err.write(`${m}\n`),
     command: `mixprec compare ${argv.join(' ')}`.trim(),
   });

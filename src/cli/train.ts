@@ -75,14 +75,14 @@ export const CONFIG_OPTIONS: OptionSpec[] = [
 
 /** Options of train and compare that look at the numbers, not at what is trained. */
 export const NUMERICS_OPTIONS: OptionSpec[] = [
-  { name: 'stats-interval', type: 'int', min: 0, defaultText: 'max-steps / 20 (0: off)', help: 'sample gradient statistics every N steps into metrics.jsonl and report.html' },
+  { name: 'stats-interval', type: 'int', min: 0, defaultText: 'off for train, max-steps / 20 for compare', help: 'sample gradient statistics every N steps into metrics.jsonl and report.html (0: off)' },
   { name: 'find-nonfinite', type: 'flag', help: 'name the first inf/NaN tensor (module path, forward or gradient) of every step that has one (slower)' },
 ];
 
-/** The numerics observer the options ask for, given the run's length. */
-export function numericsOptions(values: Record<string, unknown>, maxSteps: number): NumericsOptions {
+/** What the numerics options ask for; `defaultInterval` when --stats-interval is not given. */
+export function numericsOptions(values: Record<string, unknown>, defaultInterval: number): NumericsOptions {
   const interval = values['stats-interval'] as number | undefined;
-  return { statsInterval: interval ?? Math.max(1, Math.floor(maxSteps / 20)), findNonFinite: values['find-nonfinite'] === true };
+  return { statsInterval: interval ?? defaultInterval, findNonFinite: values['find-nonfinite'] === true };
 }
 
 export const TRAIN_SPEC: CommandSpec = {
@@ -167,7 +167,9 @@ export async function trainCommand(argv: readonly string[], out: OutputStream, e
   const log = (m: string) => status.print(m);
   let trainer: Trainer;
   try {
-    const observers = (model: GPT) => [new NumericsObserver(model, numericsOptions(args.values, given.maxSteps ?? D.maxSteps))];
+    const numerics = numericsOptions(args.values, 0);
+    // Without statistics or the culprit search nothing watches the steps.
+    const observers = numerics.statsInterval || numerics.findNonFinite ? (model: GPT) => [new NumericsObserver(model, numerics)] : undefined;
     trainer = resume !== undefined
       ? await Trainer.resume(resume, given, { log, observers })
       : await Trainer.create(given, { runDir: (args.values.out as string | undefined) ?? defaultRunDir(), log, observers });

@@ -81,16 +81,16 @@ async function setupMemory(c: TrainConfig, selected: SelectedBackend): Promise<S
 export async function readSetupResult(runDir: string, setup: SetupSpec, summary: TrainSummary | null, memory: SetupResult['memory'], stopReason?: string): Promise<SetupResult> {
   const records = await readMetrics(join(runDir, METRICS_FILE));
   const train: SetupResult['train'] = [], evals: SetupResult['eval'] = [], stats: SetupResult['stats'] = [];
+  // The first gradient that overflowed at the latest skipped step before each record that reports one.
   const named = new Map<number, string>();
   for (const r of records) {
-    if (r.type === 'train') train.push({ step: r.step, loss: r.loss, scale: r.scale, skipped: r.skipped });
-    else if (r.type === 'eval') evals.push({ step: r.step, valLoss: r.valLoss });
+    if (r.type === 'train') {
+      train.push({ step: r.step, loss: r.loss, scale: r.scale, skipped: r.skipped });
+      if (r.overflowIn?.length) named.set(r.step, r.overflowIn[0]!);
+    } else if (r.type === 'eval') evals.push({ step: r.step, valLoss: r.valLoss });
     else if ((r as { type: string }).type === 'stats') {
       const s = r as unknown as StatsRecord;
       stats.push({ step: s.step, scale: s.scale, tensors: s.tensors });
-    } else if ((r as { type: string }).type === 'skip') {
-      const s = r as unknown as { step: number; tensor?: string | null };
-      if (s.tensor) named.set(s.step, s.tensor);
     }
   }
   // Skipped steps show as increments of the running count at logging steps.

@@ -17,20 +17,30 @@ type Forward = (...args: unknown[]) => unknown;
  * order. Returns the function that removes the hooks.
  */
 export function installForwardHooks(model: Module, hook: ForwardHook): () => void {
-  const wrapped: Module[] = [];
+  const wrapped: { m: Module; previous: Forward; own: boolean; wrapper: Forward }[] = [];
+  let active = true;
   for (const [path, m] of model.namedModules()) {
     const target = m as unknown as { forward?: Forward };
-    if (path === '' || typeof target.forward !== 'function' || Object.hasOwn(target, 'forward')) continue;
-    const original = target.forward;
-    target.forward = function (this: unknown, ...args: unknown[]) {
-      const out = original.apply(m, args);
+    if (path === '' || typeof target.forward !== 'function') continue;
+    // Hooks stack: another observer's wrapper stays in place under this one.
+    const previous = target.forward, own = Object.hasOwn(target, 'forward');
+    const wrapper = function (this: unknown, ...args: unknown[]) {
+      const out = previous.apply(m, args);
       // A module that hands its input on unchanged (dropout in eval mode) adds nothing to look at.
-      return out instanceof Tensor && out !== args[0] ? hook(path, out) : out;
+      return active && out instanceof Tensor && out !== args[0] ? hook(path, out) : out;
     };
-    wrapped.push(m);
+    target.forward = wrapper;
+    wrapped.push({ m, previous, own, wrapper });
   }
   return () => {
-    for (const m of wrapped) delete (m as unknown as { forward?: Forward }).forward;
+    active = false;
+    for (const { m, previous, own, wrapper } of wrapped) {
+      const target = m as unknown as { forward?: Forward };
+      // Unwrapped only when nothing was stacked on top since; otherwise it stays as a pass-through.
+      if (target.forward !== wrapper) continue;
+      if (own) target.forward = previous;
+      else delete target.forward;
+    }
   };
 }
 

@@ -34,6 +34,8 @@ export interface TrainRecord {
   scale: number;
   /** Steps skipped so far because a gradient was inf or NaN. */
   skipped: number;
+  /** When steps were skipped since the previous record: the parameters whose gradients were inf or NaN at the latest of them. */
+  overflowIn?: string[];
   /** Gradient norm before clipping (present when clipping is on). */
   gradNorm?: number;
   tokens: number;
@@ -55,17 +57,6 @@ export interface EvalRecord {
   elapsedSec: number;
 }
 
-/** Written at a logging step when steps were skipped since the previous one: the latest overflow, by gradient. */
-export interface SkipRecord {
-  type: 'skip';
-  step: number;
-  /** Skipped steps so far. */
-  skipped: number;
-  /** The first parameter whose gradient was inf or NaN at the latest overflow (null when unknown). */
-  tensor: string | null;
-  tensors: string[];
-}
-
 /** Written by a step observer (tensor statistics, the first non-finite tensor, ...). */
 export interface ObservedRecord {
   type: 'stats' | 'nonfinite';
@@ -73,7 +64,7 @@ export interface ObservedRecord {
   [key: string]: unknown;
 }
 
-export type MetricsRecord = StartRecord | TrainRecord | EvalRecord | SkipRecord | ObservedRecord;
+export type MetricsRecord = StartRecord | TrainRecord | EvalRecord | ObservedRecord;
 
 /** Appends records to a metrics file (synchronously: a record is on disk before the next step starts). */
 export class MetricsWriter {

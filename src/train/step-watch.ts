@@ -5,10 +5,17 @@
 // logging steps, where values are read back anyway.
 
 import { LossScaleCollapsedError, type GradScaler } from '../amp/grad-scaler.js';
-import type { MetricsRecord, SkipRecord } from './metrics.js';
+import type { MetricsRecord } from './metrics.js';
 import type { StepObserver } from './observer.js';
 
 export type { StepObserver };
+
+/** Steps were skipped since the previous logging step: how many so far, and the latest overflow by gradient. */
+export interface SkippedSteps {
+  step: number;
+  skipped: number;
+  tensors: string[];
+}
 
 export class StepWatch {
   private skipped = 0;
@@ -42,20 +49,23 @@ export class StepWatch {
   }
 
   /**
-   * At a logging step: when steps were skipped since the last one, records the
-   * latest overflow by gradient name (and tells `onSkip`); when the scale would
-   * have fallen below minScale, runs `beforeStop` (a checkpoint) and throws LossScaleCollapsedError.
+   * At a logging step: when steps were skipped since the last one, the
+   * gradients that were inf or NaN at the latest of them, by parameter name
+   * (as `{ overflowIn }` for the record, and told to `onSkip`).
    */
-  async atLog(step: number, skipped: number, on: { onSkip?: (r: SkipRecord) => void; beforeStop: () => Promise<unknown> }): Promise<void> {
-    if (skipped > this.skipped) {
-      const last = await this.scaler.lastOverflow();
-      const record: SkipRecord = { type: 'skip', step, skipped, tensor: last?.tensors[0] ?? null, tensors: last?.tensors ?? [] };
-      this.append(record);
-      on.onSkip?.(record);
-    }
+  async overflowSince(step: number, skipped: number, onSkip?: (r: SkippedSteps) => void): Promise<{ overflowIn?: string[] }> {
+    const before = this.skipped;
     this.skipped = skipped;
+    if (skipped <= before) return {};
+    const tensors = (await this.scaler.lastOverflow())?.tensors ?? [];
+    onSkip?.({ step, skipped, tensors });
+    return { overflowIn: tensors };
+  }
+
+  /** Throws LossScaleCollapsedError, after `beforeStop` (a checkpoint), when the scale would have fallen below minScale. */
+  async checkScale(beforeStop: () => Promise<unknown>): Promise<void> {
     await this.scaler.checkScale().catch(async (e: unknown) => {
-      if (e instanceof LossScaleCollapsedError) await on.beforeStop();
+      if (e instanceof LossScaleCollapsedError) await beforeStop();
       throw e;
     });
   }

@@ -26,8 +26,8 @@ import { loadTokenizedSplits, type TokenizedSplits } from '../data/cache.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TrainConfigError, optionName, resolveLossScale, resolveTrainConfig, type TrainConfig } from './config.js';
 import { createOptimizer, createScaler, modelConfig } from './run-setup.js';
-import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type SkipRecord, type TrainRecord } from './metrics.js';
-import { StepWatch, type StepObserver } from './step-watch.js';
+import { METRICS_FILE, MetricsWriter, SUMMARY_FILE, truncateMetrics, type EvalRecord, type TrainRecord } from './metrics.js';
+import { StepWatch, type SkippedSteps, type StepObserver } from './step-watch.js';
 import { describeSelection, releaseBackend, selectBackend, type SelectedBackend } from './select-backend.js';
 import { batchTensors, evaluateLoss, type EvalResult } from './evaluate.js';
 import { ampStep, type AmpStepResult } from './amp-step.js';
@@ -58,7 +58,7 @@ export interface TrainHooks {
   onEval?(r: EvalRecord): void;
   onCheckpoint?(dir: string, step: number): void;
   /** Steps were skipped since the previous logging step: the latest overflow, by gradient. */
-  onSkip?(r: SkipRecord): void;
+  onSkip?(r: SkippedSteps): void;
   /** Aborting stops the run after the current step, with a checkpoint. */
   signal?: AbortSignal;
 }
@@ -403,10 +403,11 @@ export class Trainer {
         record.elapsedSec = round(this.elapsed());
         windowTokens = windowSec = 0;
         this.progress.lastTrainLoss = record.loss;
+        Object.assign(record, await this.watch.overflowSince(this.step, record.skipped, hooks.onSkip));
         this.lastRecord = record;
         this.metrics?.append(record);
         hooks.onLog?.(record);
-        await this.watch.atLog(this.step, record.skipped, { onSkip: hooks.onSkip, beforeStop: () => this.timedSave(hooks) });
+        await this.watch.checkScale(() => this.timedSave(hooks));
       }
       if (this.step % c.evalInterval === 0 || this.step === c.maxSteps) evalSec = (await this.runEval(hooks)).seconds;
       if (c.saveInterval > 0 && this.step % c.saveInterval === 0 && this.step < c.maxSteps) saveSec = await this.timedSave(hooks);
