@@ -158,6 +158,14 @@ function convert(o: OptionSpec, raw: string, usage: string): unknown {
   }
 }
 
+/** parseArgs for a command: prints the command's help and returns null when --help/-h was given. */
+export function parseCommandArgs(spec: CommandSpec, argv: readonly string[], out: { write(s: string): unknown }): ParsedArgs | null {
+  const args = parseArgs(spec, argv);
+  if (!args.help) return args;
+  out.write(formatHelp(spec));
+  return null;
+}
+
 /**
  * Parses `argv` (the arguments after the command name) against `spec`. Throws
  * UsageError for an unknown option, a missing value, a value of the wrong type

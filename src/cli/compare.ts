@@ -4,7 +4,7 @@
 import { relative } from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from '../train/config.js';
 import { DEFAULT_SETUPS, compare, slug } from '../report/compare.js';
-import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION } from './common.js';
 import { CONFIG_OPTIONS, NUMERICS_OPTIONS, camel, numericsOptions } from './train.js';
@@ -35,11 +35,8 @@ export const COMPARE_SPEC: CommandSpec = {
 };
 
 export async function compareCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseArgs(COMPARE_SPEC, argv);
-  if (args.help) {
-    out.write(formatHelp(COMPARE_SPEC));
-    return EXIT_OK;
-  }
+  const args = parseCommandArgs(COMPARE_SPEC, argv, out);
+  if (!args) return EXIT_OK;
   const config: Partial<TrainConfig> = {};
   for (const o of CONFIG_OPTIONS) {
     if (args.given.has(o.name)) (config as Record<string, unknown>)[camel(o.name)] = args.values[o.name];

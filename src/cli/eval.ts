@@ -8,7 +8,7 @@ import type { TokenizerName } from '../data/tokenizer.js';
 import type { BackendChoice } from '../train/config.js';
 import { evaluateLoss } from '../train/evaluate.js';
 import { inspectModelDir, openModelDir } from '../train/model-dir.js';
-import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION, MODEL_DIR_OPTIONS, WEIGHTS_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
@@ -34,11 +34,8 @@ export const EVAL_SPEC: CommandSpec = {
 };
 
 export async function evalCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseArgs(EVAL_SPEC, argv);
-  if (args.help) {
-    out.write(formatHelp(EVAL_SPEC));
-    return EXIT_OK;
-  }
+  const args = parseCommandArgs(EVAL_SPEC, argv, out);
+  if (!args) return EXIT_OK;
   const v = args.values;
   const selected = await useBackend(v.backend as BackendChoice, err);
   const info = await inspectModelDir(v.checkpoint as string);

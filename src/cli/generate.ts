@@ -5,7 +5,7 @@ import type { BackendChoice } from '../train/config.js';
 import { openModelDir } from '../train/model-dir.js';
 import { SAMPLE_PRECISIONS, sampleTexts, type SamplePrecision } from '../train/sample.js';
 import { weightFormat, type WeightFormat } from '../nn/quantize.js';
-import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION, MODEL_DIR_OPTIONS, WEIGHTS_OPTIONS, backendOption, describeOpened, modelTokenizer, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
@@ -34,11 +34,8 @@ export const GENERATE_SPEC: CommandSpec = {
 };
 
 export async function generateCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseArgs(GENERATE_SPEC, argv);
-  if (args.help) {
-    out.write(formatHelp(GENERATE_SPEC));
-    return EXIT_OK;
-  }
+  const args = parseCommandArgs(GENERATE_SPEC, argv, out);
+  if (!args) return EXIT_OK;
   const v = args.values;
   const selected = await useBackend(v.backend as BackendChoice, err);
   const opened = await openModelDir(v.checkpoint as string, { backend: selected.backend, weights: v.weights as WeightFormat | undefined, groupSize: v['group-size'] as number | undefined });

@@ -7,7 +7,7 @@ import { parseDType } from '../dtype/dtype.js';
 import { isQuantized, weightBytes, type WeightFormat } from '../nn/quantize.js';
 import type { BackendChoice } from '../train/config.js';
 import { openModelDir } from '../train/model-dir.js';
-import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec } from './args.js';
 import { EXIT_OK } from './errors.js';
 import { HELP_OPTION, MODEL_DIR_OPTIONS, WEIGHTS_OPTIONS, backendOption, describeOpened, useBackend } from './common.js';
 import type { OutputStream } from './progress.js';
@@ -27,11 +27,8 @@ export const QUANTIZE_SPEC: CommandSpec = {
 };
 
 export async function quantizeCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseArgs(QUANTIZE_SPEC, argv);
-  if (args.help) {
-    out.write(formatHelp(QUANTIZE_SPEC));
-    return EXIT_OK;
-  }
+  const args = parseCommandArgs(QUANTIZE_SPEC, argv, out);
+  if (!args) return EXIT_OK;
   const v = args.values;
   const weights = v.weights as WeightFormat | undefined;
   if (weights === undefined || weights === 'fp32') throw new UsageError('option --weights: choose int8, int4, fp16 or bf16', shortUsage(QUANTIZE_SPEC));

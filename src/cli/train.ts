@@ -12,7 +12,7 @@ import {
 } from '../train/config.js';
 import { CHECKPOINT_DIR, Trainer, type TrainSummary } from '../train/trainer.js';
 import { METRICS_FILE, SUMMARY_FILE, type EvalRecord } from '../train/metrics.js';
-import { UsageError, formatHelp, parseArgs, shortUsage, type CommandSpec, type OptionSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec, type OptionSpec } from './args.js';
 import { EXIT_INTERRUPTED, EXIT_OK } from './errors.js';
 import { HELP_OPTION, backendOption } from './common.js';
 import { StatusLine, type OutputStream } from './progress.js';
@@ -143,11 +143,8 @@ function quote(path: string): string {
 }
 
 export async function trainCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseArgs(TRAIN_SPEC, argv);
-  if (args.help) {
-    out.write(formatHelp(TRAIN_SPEC));
-    return EXIT_OK;
-  }
+  const args = parseCommandArgs(TRAIN_SPEC, argv, out);
+  if (!args) return EXIT_OK;
   const usage = shortUsage(TRAIN_SPEC);
   const given: Partial<TrainConfig> = {};
   for (const o of CONFIG_OPTIONS) {
