@@ -3,6 +3,7 @@
 // help, and errors that name the option and come with the command's usage.
 
 import { MixprecError, type ErrorCode } from '../errors.js';
+import type { OutputStream } from './progress.js';
 
 /** A usage error: the message names the option (or command) at fault; the CLI prints it with the usage and exits with 2. */
 export class UsageError extends MixprecError {
@@ -159,7 +160,7 @@ function convert(o: OptionSpec, raw: string, usage: string): unknown {
 }
 
 /** parseArgs for a command: prints the command's help and returns null when --help/-h was given. */
-export function parseCommandArgs(spec: CommandSpec, argv: readonly string[], out: { write(s: string): unknown }): ParsedArgs | null {
+export function parseCommandArgs(spec: CommandSpec, argv: readonly string[], out: OutputStream): ParsedArgs | null {
   const args = parseArgs(spec, argv);
   if (!args.help) return args;
   out.write(formatHelp(spec));

@@ -199,7 +199,7 @@ export function matmulEpilogue(b: Backend, a: View, bm: View, out: View, spec: M
 /** Squares each view and sums it into a running total, one view at a time. */
 export function sumOfSquares(b: Backend, views: readonly View[], out: View): void {
   withScratch(b, (sc) => {
-    const c = out.dtype === 'float64' ? 'float64' : 'float32';
+    const c = computeDtype(out);
     const total = sc.constant(c, 0), part = sc.view(c, 1);
     for (const v of views) {
       if (v.size === 0) continue;
