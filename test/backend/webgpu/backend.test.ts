@@ -284,7 +284,7 @@ describe('webgpu backend', { skip }, () => {
     assert.equal(globalThis.setImmediate, original);
   });
 
-  test('the tensor API on WebGPU: dense + GELU + layer norm + attention + cross-entropy, forward and backward, as on the CPU', async () => {
+  test('the tensor API on WebGPU: linear + GELU + layer norm + attention + cross-entropy, forward and backward, as on the CPU', async () => {
     const gpu = webgpu();
     const run = async (backend: mp.Backend) => {
       mp.manualSeed(0);

@@ -48,18 +48,18 @@ describe('matmul gradients (float64 finite differences)', () => {
   });
 });
 
-describe('dense / linear / addmm gradients (float64 finite differences)', () => {
-  it('dense with and without bias, weight [in, out] and transposed [out, in]', () => {
-    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out' }), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'dense + bias');
-    checkAndDispose((x, w) => linear(x, w, null, { weightLayout: 'in,out' }), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'dense, 3-D input, no bias');
-    checkAndDispose((x, w, b) => linear(x, w, b), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'dense transposed');
+describe('linear / addmm gradients (float64 finite differences)', () => {
+  it('linear with and without bias, weight [in, out] and [out, in]', () => {
+    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out' }), [randLeaf([5, 3], 41), randLeaf([3, 4], 42), randLeaf([4], 43)], 'linear [in, out] + bias');
+    checkAndDispose((x, w) => linear(x, w, null, { weightLayout: 'in,out' }), [randLeaf([2, 3, 3], 44), randLeaf([3, 4], 45)], 'linear [in, out], 3-D input, no bias');
+    checkAndDispose((x, w, b) => linear(x, w, b), [randLeaf([5, 3], 46), randLeaf([4, 3], 47), randLeaf([4], 48)], 'linear [out, in]');
   });
 
   it('the fused GELU epilogue', () => {
-    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'dense + gelu');
-    checkAndDispose((x, w) => linear(x, w, null, { gelu: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'dense + gelu, transposed, no bias');
+    checkAndDispose((x, w, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([2, 3, 3], 51), randLeaf([3, 6], 52), randLeaf([6], 53)], 'linear [in, out] + gelu');
+    checkAndDispose((x, w) => linear(x, w, null, { gelu: true }), [randLeaf([4, 3], 54), randLeaf([5, 3], 55)], 'linear [out, in] + gelu, no bias');
     const w = randLeaf([3, 2], 56, { grad: false });
-    checkAndDispose((x, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'dense + gelu, constant weight');
+    checkAndDispose((x, b) => linear(x, w, b, { weightLayout: 'in,out', gelu: true }), [randLeaf([4, 3], 57), randLeaf([2], 58)], 'linear + gelu, constant weight');
     w.dispose();
   });
 
@@ -69,7 +69,7 @@ describe('dense / linear / addmm gradients (float64 finite differences)', () => 
   });
 });
 
-describe('matmul and dense values', () => {
+describe('matmul and linear values', () => {
   it('batched broadcast matmul matches a naive loop', () => {
     const a = randLeaf([2, 1, 4, 5], 71, { grad: false }), b = randLeaf([3, 5, 2], 72, { grad: false });
     const y = matmul(a, b);
@@ -91,7 +91,7 @@ describe('matmul and dense values', () => {
     for (const t of [v, m, vm, mv, vv]) t.dispose();
   });
 
-  it('dense with bias and GELU equals gelu(x @ w + b)', () => {
+  it('linear with bias and GELU equals gelu(x @ w + b)', () => {
     const x = randLeaf([3, 4], 73, { grad: false }), w = randLeaf([4, 5], 74, { grad: false }), b = randLeaf([5], 75, { grad: false });
     const y = linear(x, w, b, { weightLayout: 'in,out', gelu: true });
     const want = naiveMatmul(host(x), host(w), 1, 3, 4, 5).map((v, i) => GELU(v + host(b)[i % 5]!));
@@ -142,7 +142,7 @@ describe('errors', () => {
 });
 
 describe('memory', () => {
-  it('matmul and dense free their intermediates (1-D reshapes, broadcast expands) outside tidy', () => {
+  it('matmul and linear free their intermediates (1-D reshapes, broadcast expands) outside tidy', () => {
     const cases: [number[], number[]][] = [[[4], [4, 3]], [[3, 4], [4]], [[2, 1, 4, 5], [3, 5, 2]], [[2, 3], [3, 2]]];
     for (const [sa, sb] of cases) {
       const a = randLeaf(sa, 81), b = randLeaf(sb, 82);
@@ -167,7 +167,7 @@ describe('memory', () => {
     s.dispose();
     y.dispose();
     const after = memory();
-    assert.deepEqual([after.tensors, after.buffers, after.bytes], [before.tensors, before.buffers, before.bytes], 'dense');
+    assert.deepEqual([after.tensors, after.buffers, after.bytes], [before.tensors, before.buffers, before.bytes], 'linear');
     for (const t of [x, w, bias]) t.dispose();
   });
 });
