@@ -6,6 +6,8 @@
 //   node --import tsx bench/cases.ts matmul --backend=webgpu --dtype=float16 --sizes=256,512 [--target-ms=300] [--batches=5]
 //   node --import tsx bench/cases.ts train --backend=cpu --model=default|gpt2 --precision=fp16 --warmup=3 --steps=10
 
+/// <reference types="@webgpu/types" />
+
 import { loadavg } from 'node:os';
 import type { Backend, View } from '../src/backend/backend.js';
 import type { FloatDType } from '../src/dtype/dtype.js';
@@ -44,12 +46,47 @@ function print(result: object): void {
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
+/** A Dawn object's fields, which are getters on its prototype (JSON.stringify sees none of them). */
+function ownAndInherited(o: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k in o) out[k] = (o as Record<string, unknown>)[k];
+  return out;
+}
+
+/**
+ * What the adapter offers beyond what the backend uses: every feature, the subgroup sizes,
+ * the subgroup-matrix configurations (Dawn's chromium-experimental-subgroup-matrix) and the
+ * buffer limits. Asked of a second adapter with the unsafe features allowed, so that
+ * experimental features are listed.
+ */
+async function adapterDetails(): Promise<object> {
+  try {
+    const { create } = (await import('webgpu')) as { create: (flags: string[]) => GPU };
+    const gpu = create(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) return { detailsError: 'no adapter on the second request' };
+    const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: object[]; subgroupMinSize?: number; subgroupMaxSize?: number };
+    return {
+      vendor: info.vendor, architecture: info.architecture, device: info.device,
+      features: [...adapter.features].sort(),
+      subgroupMinSize: info.subgroupMinSize, subgroupMaxSize: info.subgroupMaxSize,
+      subgroupMatrixConfigs: (info.subgroupMatrixConfigs ?? []).map(ownAndInherited),
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize,
+    };
+  } catch (err) {
+    return { detailsError: (err as Error).message };
+  }
+}
+
 /** The adapter this process gets, or why there is none. */
 async function probe(): Promise<void> {
   try {
     const { backend, description } = await selectBackend('webgpu');
     const info = (backend as Backend & { adapterInfo?: { description: string; hasF16: boolean; isSoftware: boolean; hasSubgroups: boolean } }).adapterInfo;
-    print({ kind: 'probe', available: true, description, adapter: info?.description ?? '', shaderF16: info?.hasF16 ?? false, subgroups: info?.hasSubgroups ?? false, isSoftware: info?.isSoftware ?? false });
+    print({
+      kind: 'probe', available: true, description, adapter: info?.description ?? '', shaderF16: info?.hasF16 ?? false,
+      subgroups: info?.hasSubgroups ?? false, isSoftware: info?.isSoftware ?? false, ...(await adapterDetails()),
+    });
     (backend as Backend & { destroy?: () => void }).destroy?.();
   } catch (err) {
     print({ kind: 'probe', available: false, reason: (err as Error).message });

@@ -2,6 +2,13 @@
 // every available backend, written as <out>/<name>.json and <out>/<name>.md.
 //
 //   npm run bench -- [--out DIR] [--name NAME] [--backends cpu,webgpu] [--quick] [--only matmul|train] [--rounds N]
+//                    [--device] [--budget SECONDS]
+//
+// --device is the GPU profile that bench/device.sh runs: the WebGPU backend only, matmul
+// at n = 1024 to 8192 and GPT-2 124M for every policy, named after the adapter alone
+// (with --quick: small sizes and the default GPT, a few minutes on a software adapter).
+// --budget bounds the whole run: every case gets at most the time left, cases past the
+// budget are reported as skipped, and the files are rewritten after every case.
 //
 // Every case runs in its own process (bench/cases.ts): each configuration gets a
 // fresh backend, so its peak memory is its own, and a failure stays local. The
@@ -29,10 +36,12 @@ interface Options {
   quick: boolean;
   only?: 'matmul' | 'train';
   rounds?: number;
+  device: boolean;
+  budget?: number;
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { out: join(ROOT, 'bench', 'results'), quick: false };
+  const o: Options = { out: join(ROOT, 'bench', 'results'), quick: false, device: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     const value = () => {
@@ -45,11 +54,16 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--backends') o.backends = value().split(',').map((s) => s.trim()).filter(Boolean);
     else if (flag === '--quick') o.quick = true;
     else if (flag === '--rounds') o.rounds = Number(value());
+    else if (flag === '--device') o.device = true;
+    else if (flag === '--budget') {
+      o.budget = Number(value());
+      if (!(o.budget > 0)) throw new Error(`bench: --budget ${o.budget}: expected a positive number of seconds`);
+    }
     else if (flag === '--only') {
       const v = value();
       if (v !== 'matmul' && v !== 'train') throw new Error(`bench: --only ${v}: expected matmul or train`);
       o.only = v;
-    } else throw new Error(`bench: unknown option ${flag} (--out DIR, --name NAME, --backends cpu,webgpu, --quick, --only matmul|train, --rounds N)`);
+    } else throw new Error(`bench: unknown option ${flag} (--out DIR, --name NAME, --backends cpu,webgpu, --quick, --only matmul|train, --rounds N, --device, --budget SECONDS)`);
   }
   for (const b of o.backends ?? []) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`bench: --backends: unknown backend '${b}' (cpu, webgpu)`);
   return o;
@@ -65,9 +79,19 @@ interface CaseOutcome {
   seconds: number;
 }
 
-/** Runs `bench/cases.ts args...` in a child process; its RESULT lines, or why it failed. */
+/** When the run's --budget is spent (performance.now() time). */
+let deadline = Infinity;
+const SKIPPED = 'skipped: the time budget (--budget) was spent';
+
+/**
+ * Runs `bench/cases.ts args...` in a child process, for at most `timeoutSec` and the
+ * budget left; its RESULT lines, or why it failed.
+ */
 function runCase(args: string[], timeoutSec: number): Promise<CaseOutcome> {
   const t0 = performance.now();
+  const leftSec = (deadline - t0) / 1000;
+  if (leftSec < 5) return Promise.resolve({ results: [], error: SKIPPED, seconds: 0 });
+  timeoutSec = Math.min(timeoutSec, leftSec);
   return new Promise((done) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'cases.ts'), ...args], {
       cwd: ROOT, env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'],
@@ -84,7 +108,7 @@ function runCase(args: string[], timeoutSec: number): Promise<CaseOutcome> {
       if (code === 0 && !timedOut) return done({ results, seconds });
       const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/artificially reduced|^at /.test(l));
       // The thrown error's own line ("BufferTooLargeError: ..."), not the source line Node prints above it.
-      const reason = timedOut ? `timed out after ${timeoutSec} s`
+      const reason = timedOut ? `timed out after ${timeoutSec.toFixed(0)} s`
         : lines.find((l) => /^[A-Z]\w*(Error|Exception)\b/.test(l)) ?? lines.find((l) => /Error\b/.test(l)) ?? lines.at(-1) ?? `exit code ${code}`;
       done({ results, error: reason.slice(0, 300), seconds });
     });
@@ -99,7 +123,12 @@ interface Machine {
   memoryGiB: number;
   os: string;
   node: string;
-  webgpu: { available: boolean; adapter?: string; shaderF16?: boolean; subgroups?: boolean; isSoftware?: boolean; reason?: string };
+  webgpu: {
+    available: boolean; adapter?: string; shaderF16?: boolean; subgroups?: boolean; isSoftware?: boolean; reason?: string;
+    // From the probe's second adapter (bench/cases.ts adapterDetails).
+    vendor?: string; architecture?: string; features?: string[]; subgroupMinSize?: number; subgroupMaxSize?: number;
+    subgroupMatrixConfigs?: Record<string, unknown>[]; maxStorageBufferBindingSize?: number; maxBufferSize?: number; detailsError?: string;
+  };
   commit: string;
 }
 
@@ -116,25 +145,26 @@ function gitCommit(): string {
 async function describeMachine(): Promise<Machine> {
   const probe = await runCase(['probe'], 120);
   const p = probe.results[0];
-  const webgpu = p?.available
-    ? { available: true, adapter: p.adapter as string, shaderF16: p.shaderF16 as boolean, subgroups: p.subgroups as boolean, isSoftware: p.isSoftware as boolean }
-    : { available: false, reason: (p?.reason as string | undefined) ?? probe.error ?? 'unknown' };
+  const { kind: _, description: __, ...details } = p ?? {};
+  const webgpu = p?.available ? { ...details, available: true } : { available: false, reason: (p?.reason as string | undefined) ?? probe.error ?? 'unknown' };
   return {
     cpu: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30),
     os: platform() === 'linux' ? 'Linux' : platform(), node: process.version, webgpu, commit: gitCommit(),
   };
 }
 
-/** cpu<cores>-<adapter>: e.g. cpu2-lavapipe, cpu16-nvidia-h200, cpu8-nogpu. */
-function machineName(m: Machine): string {
-  let adapter = 'nogpu';
-  if (m.webgpu.available) {
-    const d = m.webgpu.adapter ?? '';
-    if (/llvmpipe|lavapipe/i.test(d)) adapter = 'lavapipe';
-    else if (/swiftshader/i.test(d)) adapter = 'swiftshader';
-    else adapter = d.split(/[(:]/)[0]!.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 32) || 'gpu';
-  }
-  return `cpu${m.cores}-${adapter}`;
+/** The adapter as a file name: lavapipe, swiftshader, nvidia-h200, or nogpu. */
+function adapterName(m: Machine): string {
+  if (!m.webgpu.available) return 'nogpu';
+  const d = m.webgpu.adapter ?? '';
+  if (/llvmpipe|lavapipe/i.test(d)) return 'lavapipe';
+  if (/swiftshader/i.test(d)) return 'swiftshader';
+  return d.split(/[(:]/)[0]!.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 32) || 'gpu';
+}
+
+/** cpu<cores>-<adapter>: e.g. cpu2-lavapipe, cpu16-nvidia-h200, cpu8-nogpu; the adapter alone for --device. */
+function machineName(m: Machine, o: Options): string {
+  return o.device ? adapterName(m) : `cpu${m.cores}-${adapterName(m)}`;
 }
 
 // ---- the plan ------------------------------------------------------------------------------------------------
@@ -148,7 +178,9 @@ interface TrainPlan {
   rounds: number;
 }
 
-function matmulSizes(backend: string, quick: boolean): number[] {
+function matmulSizes(backend: string, o: Options): number[] {
+  const quick = o.quick;
+  if (o.device) return quick ? [64, 128] : [1024, 2048, 4096, 8192];
   if (quick) return backend === 'cpu' ? [256, 512, 1024] : [256, 512, 1024, 2048];
   // The CPU backend stops at 2048: one 4096 product takes about half a minute in pure TypeScript.
   return backend === 'cpu' ? [256, 512, 1024, 2048] : [256, 512, 1024, 2048, 4096];
@@ -158,7 +190,12 @@ function matmulSizes(backend: string, quick: boolean): number[] {
 const DEFAULT_SHAPE = { batch: DEFAULT_TRAIN_CONFIG.batchSize, block: DEFAULT_TRAIN_CONFIG.blockSize };
 const GPT2_SHAPE = { batch: 1, block: 128 };
 
+// --device: GPT-2 124M at the peer harness's gpt2 workload shape (batch 4 x context 256); --quick: a small default GPT.
+const DEVICE_PLAN: TrainPlan = { model: 'gpt2', batch: 4, block: 256, warmup: 2, steps: 8, rounds: 1 };
+const DEVICE_QUICK_PLAN: TrainPlan = { model: 'default', batch: 4, block: 32, warmup: 1, steps: 2, rounds: 1 };
+
 function trainPlans(backend: string, o: Options): TrainPlan[] {
+  if (o.device) return [o.quick ? DEVICE_QUICK_PLAN : DEVICE_PLAN];
   if (o.quick) {
     // GPT-2 on the CPU backend takes over half a minute per step: left to the full run.
     return [
@@ -207,6 +244,16 @@ function trainSummary(row: TrainRow) {
   };
 }
 
+/** The adapter's features, subgroup sizes, subgroup-matrix configurations and buffer limits. */
+function adapterFeatureLines(w: Machine['webgpu']): string[] {
+  const matrices = (w.subgroupMatrixConfigs ?? []).map((c) => `${c.componentType} → ${c.resultComponentType} ${c.M}×${c.N}×${c.K}`);
+  return [
+    `- **Subgroups:** sizes ${w.subgroupMinSize ?? '?'} to ${w.subgroupMaxSize ?? '?'}; **subgroup-matrix configurations:** ${matrices.length ? matrices.join(', ') : 'none'}`,
+    `- **Limits:** maxStorageBufferBindingSize ${fmt(MB(w.maxStorageBufferBindingSize ?? NaN), 0)} MiB, maxBufferSize ${fmt(MB(w.maxBufferSize ?? NaN), 0)} MiB`,
+    `- **Adapter features:** ${w.features!.join(', ')}`,
+  ];
+}
+
 function markdown(report: Report): string {
   const m = report.machine;
   const out: string[] = [];
@@ -215,6 +262,7 @@ function markdown(report: Report): string {
   out.push(m.webgpu.available
     ? `- **WebGPU adapter:** ${m.webgpu.adapter}; shader-f16: ${m.webgpu.shaderF16 ? 'yes' : 'no'}; subgroups: ${m.webgpu.subgroups ? 'yes' : 'no'}${m.webgpu.isSoftware ? ' (a software rasteriser on the same CPU cores, not a GPU)' : ''}`
     : `- **WebGPU:** not available (${m.webgpu.reason})`);
+  if (m.webgpu.features) out.push(...adapterFeatureLines(m.webgpu));
   out.push(`- **Backends measured:** ${report.backends.join(', ')}; mixprec ${m.commit}; ${report.date}; ${fmt(report.seconds / 60, 1)} min`);
   out.push(`- **Load average (1/5/15 min):** ${report.loadStart.join(' / ')} at the start, ${report.loadEnd.join(' / ')} at the end`, '');
 
@@ -311,11 +359,12 @@ const load = () => loadavg().map((x) => +x.toFixed(2));
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const t0 = performance.now();
+  if (o.budget) deadline = t0 + o.budget * 1000;
   const loadStart = load();
   const machine = await describeMachine();
-  const backends = o.backends ?? ['cpu', ...(machine.webgpu.available ? ['webgpu'] : [])];
+  const backends = o.backends ?? (o.device ? ['webgpu'] : ['cpu', ...(machine.webgpu.available ? ['webgpu'] : [])]);
   if (backends.includes('webgpu') && !machine.webgpu.available) throw new Error(`bench: --backends webgpu: no WebGPU adapter (${machine.webgpu.reason})`);
-  const name = o.name ?? `${machineName(machine)}${o.quick ? '-quick' : ''}`;
+  const name = o.name ?? `${machineName(machine, o)}${o.quick ? '-quick' : ''}`;
   console.log(`bench ${name}: ${machine.cpu}, ${machine.cores} cores; WebGPU: ${machine.webgpu.available ? `${machine.webgpu.adapter} (shader-f16: ${machine.webgpu.shaderF16 ? 'yes' : 'no'})` : 'none'}; load ${loadStart.join(' ')}`);
 
   const report: Report = {
@@ -336,9 +385,9 @@ async function main(): Promise<void> {
     console.log('matmul');
     for (const backend of backends) {
       for (const dtype of DTYPES) {
-        const sizes = matmulSizes(backend, o.quick);
+        const sizes = matmulSizes(backend, o);
         const c = await runCase(['matmul', `--backend=${backend}`, `--dtype=${dtype}`, `--sizes=${sizes.join(',')}`,
-          `--target-ms=${o.quick ? 150 : 400}`, `--batches=${o.quick ? 3 : 5}`], 1200);
+          `--target-ms=${o.quick ? (o.device ? 20 : 150) : 400}`, `--batches=${o.quick ? (o.device ? 2 : 3) : 5}`], o.device ? 90 : 1200);
         report.matmul.push(...c.results);
         if (c.error) report.failures.push(`matmul ${backend} ${dtype}: ${c.error}`);
         log(`${backend} ${dtype}`, c, c.results.map((r) => `${r.n}: ${fmt(r.gflops)}`).join(', ') + ' GFLOP/s');
@@ -371,7 +420,7 @@ async function main(): Promise<void> {
             const row = rows.get(`${backend}|${model}|${precision}`)!;
             if (row.error) continue; // failed once: it will fail again
             const c = await runCase(['train', `--backend=${backend}`, `--model=${model}`, `--precision=${precision}`,
-              `--batch=${plan.batch}`, `--block=${plan.block}`, `--warmup=${plan.warmup}`, `--steps=${plan.steps}`], model === 'gpt2' ? 1800 : 900);
+              `--batch=${plan.batch}`, `--block=${plan.block}`, `--warmup=${plan.warmup}`, `--steps=${plan.steps}`], o.device ? 90 : model === 'gpt2' ? 1800 : 900);
             row.runs.push(...c.results);
             if (c.error) {
               row.error = c.error;
