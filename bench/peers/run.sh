@@ -9,14 +9,19 @@
 # kept between runs so that its node_modules and vendored OpenBLAS are set up
 # once), mixprec's runs are added to the copy of run-all.sh as `run NAME TIMEOUT
 # cmd` lines next to the peers' (1024^3 matmul, gpt-mini in every repeat,
-# gpt-small outside quick mode), and the whole script runs: the key
+# gpt-small outside quick mode), a gpt2 section (GPT-2 124M's shape at context
+# 256, batch 4, 1 warm-up + 3 timed steps: PyTorch fp32 with OpenBLAS and bf16,
+# then mixprec on WebGPU in fp32, fp16 and bf16; run-all.sh has no gpt2 runs of
+# its own) goes before the summary, and the whole script runs: the key
 # configurations run back to back, so that their ratios are fair on a shared
 # machine. The summary goes to bench/results/peers-<date>.{md,json}.
 #
 # Environment: MODE (default quick: 1 repeat, no gpt-small, ~12 min; MODE=full:
 # 3 repeats of the cheap configurations and gpt-small, ~40 min), REPS,
-# REPS_SLOW, SMALL_SLOW as in run-all.sh. Needs the npm registry (npm ci in the
-# copy) and apt-get download (Debian's OpenBLAS) on the first run.
+# REPS_SLOW, SMALL_SLOW as in run-all.sh; GPT2=0 leaves the gpt2 section out
+# (it adds up to 5 x 15 min). DRY_RUN=1 prepares the copy and prints its
+# run-all.sh without running it. Needs the npm registry (npm ci in the copy) and
+# apt-get download (Debian's OpenBLAS) on the first run.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 PEERS_DIR [WORK_DIR]" >&2; exit 2; }
 PEERS=$(cd "$1" && pwd)
@@ -37,18 +42,33 @@ chmod -R u+w "$WORK"
 
 # mixprec's lines, inserted after an anchor line of run-all.sh each; a missing anchor stops here.
 MP='env -C "$MIXPREC" node --import tsx "$MIXPREC/bench/peers'
-insert_after() { # insert_after ANCHOR_REGEX TEXT: TEXT goes after the first line matching ANCHOR_REGEX
-  grep -qE "$1" "$WORK/run-all.sh" || { echo "run-all.sh has changed: no line matches '$1'; update bench/peers/run.sh" >&2; exit 1; }
-  ANCHOR=$1 TEXT=$2 awk '{ print } !done && $0 ~ ENVIRON["ANCHOR"] { print ENVIRON["TEXT"]; done = 1 }' "$WORK/run-all.sh" > "$WORK/run-all.sh.new"
+insert_at() { # insert_at after|before ANCHOR_REGEX TEXT: TEXT goes after (before) the first line matching ANCHOR_REGEX
+  grep -qE "$2" "$WORK/run-all.sh" || { echo "run-all.sh has changed: no line matches '$2'; update bench/peers/run.sh" >&2; exit 1; }
+  WHERE=$1 ANCHOR=$2 TEXT=$3 awk '!done && $0 ~ ENVIRON["ANCHOR"] { if (ENVIRON["WHERE"] == "before") print ENVIRON["TEXT"]; print; if (ENVIRON["WHERE"] == "after") print ENVIRON["TEXT"]; done = 1; next } { print }' \
+    "$WORK/run-all.sh" > "$WORK/run-all.sh.new"
   mv "$WORK/run-all.sh.new" "$WORK/run-all.sh"
 }
+insert_after() { insert_at after "$@"; }
 insert_after '^OPENBLAS_ENV=' "MIXPREC='$MIXPREC'   # mixprec's checkout: its runs start there (tsx, src/)"
 insert_after '^run mm-jaxjs-cpu-n256 ' "run mm-mixprec-webgpu 300 $MP/matmul-mixprec.ts\" --backend=webgpu
 run mm-mixprec-cpu 300 $MP/matmul-mixprec.ts\" --backend=cpu --reps=3"
 insert_after '^  run mini-tfjs-wasm-r\$r ' "  for p in fp32 fp16 bf16; do run mini-mixprec-webgpu-\$p-r\$r 600 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$M --backend=webgpu --precision=\$p; done
   run mini-mixprec-cpu-fp32-r\$r 600 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$M --backend=cpu --precision=fp32"
 insert_after '^  run small-jaxjs-webgpu-fp16 ' "  for p in fp32 fp16 bf16; do run small-mixprec-webgpu-\$p 900 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$S --backend=webgpu --precision=\$p; done"
+if [ "${GPT2:-1}" != 0 ]; then
+  insert_at before '^node lib/aggregate.mjs' "# ---- gpt2 (GPT-2 124M's shape, context 256, batch 4): 1 warm-up + 3 timed steps, PyTorch then mixprec ----
+G=\"--workload=gpt2 --warmup=1 --steps=3\"
+run gpt2-torch-fp32-openblas 900 \"\${OPENBLAS_ENV[@]}\" \$PY torch/gpt_torch.py \$G --precision=fp32
+run gpt2-torch-bf16 900 \$PY torch/gpt_torch.py \$G --precision=bf16
+for p in fp32 fp16 bf16; do run gpt2-mixprec-webgpu-\$p 900 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$G --backend=webgpu --precision=\$p; done
+"
+fi
 chmod +x "$WORK/run-all.sh"
+if [ -n "${DRY_RUN:-}" ]; then
+  echo "peer harness copy: $WORK (MODE=$MODE); its run-all.sh with mixprec's runs:"
+  cat "$WORK/run-all.sh"
+  exit 0
+fi
 
 echo "peer harness copy: $WORK (MODE=$MODE); mixprec: $MIXPREC"
 LOG=$(mktemp)

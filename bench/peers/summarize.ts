@@ -76,7 +76,7 @@ out.push(`- **Load average** (1 min) at the start and end of each run: median ${
   + `${logs[0]?.start ?? '?'} to ${logs.at(-1)?.start ?? '?'} (start of the first and of the last run)`);
 out.push('- Workloads, data, initialisation and protocol: the harness\'s `WORKLOAD.md` (gpt-mini: 3 warm-up + 10 timed steps, loss read back each step; tokens/s = B·T / median step time, median over repeats).', '');
 
-for (const workload of ['gpt-mini', 'gpt-small']) {
+for (const workload of ['gpt-mini', 'gpt-small', 'gpt2']) {
   const mine = configs.filter((c) => c.mixprec && c.workload === workload);
   const peers = configs.filter((c) => !c.mixprec && c.workload === workload).sort((a, b) => b.tokensPerSec - a.tokensPerSec);
   if (!mine.length || !peers.length) continue;
