@@ -4,6 +4,7 @@
 //   XDG_RUNTIME_DIR=/tmp node --import tsx bench/matmul-vs-torch.ts [--m 512,2048] [--head-m 512]
 //       [--dtypes float32,float16,bfloat16] [--reps 3] [--variants JSON] [--out DIR] [--name NAME]
 //       [--python /usr/bin/python3] [--openblas DIR] [--no-torch]
+//   node --import tsx bench/matmul-vs-torch.ts --report-only RESULTS.json   (rewrites RESULTS.md from it)
 //
 // Shapes (K x N of the weight, as Linear stores it, [in, out]): 768x768 (attention
 // output), 768x3072 (MLP up), 3072x768 (MLP down), each as Y = X W (NN), dX = dY W^T
@@ -26,7 +27,7 @@
 // Writes <out>/<name>.json and .md (default bench/results/matmul-vs-torch).
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +42,7 @@ const PEERS_OPENBLAS = `${process.env.TMPDIR ?? '/tmp'}/mixprec-peers/vendor/ope
 
 interface Options {
   m: number[]; headM: number[]; dtypes: FloatDType[]; reps: number; variants: Record<string, MatmulKernelsOptions>;
-  out: string; name: string; python: string; openblas?: string; torch: boolean;
+  out: string; name: string; python: string; openblas?: string; torch: boolean; reportOnly?: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -64,6 +65,7 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--python') o.python = value();
     else if (flag === '--openblas') o.openblas = value();
     else if (flag === '--no-torch') o.torch = false;
+    else if (flag === '--report-only') o.reportOnly = resolve(value());
     else throw new Error(`matmul-vs-torch: unknown option ${flag}`);
   }
   return o;
@@ -141,7 +143,9 @@ async function mixprecTimes(backend: WebGPUBackend, c: Case, dtype: FloatDType, 
 const fmt = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 const geomean = (xs: number[]) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 
-function markdown(report: { adapter: string; date: string; loadStart: number[]; loadEnd: number[]; seconds: number; blas: string; torch: string; variants: string[]; dtypes: string[]; rows: Result[] }): string {
+interface Report { adapter: string; date: string; loadStart: number[]; loadEnd: number[]; seconds: number; blas: string; torch: string; variants: string[]; dtypes: string[]; rows: Result[] }
+
+function markdown(report: Report): string {
   const out: string[] = [`# Matmul: mixprec WebGPU beside PyTorch CPU float32, GPT-2 124M shapes`, ''];
   out.push(`- **Adapter:** ${report.adapter}; **PyTorch:** ${report.torch} (float32, 2 threads, ${report.blas})`);
   out.push(`- ${report.date}; ${fmt(report.seconds / 60)} min; load average ${report.loadStart.join(' / ')} at the start, ${report.loadEnd.join(' / ')} at the end`, '');
@@ -162,14 +166,17 @@ function markdown(report: { adapter: string; date: string; loadStart: number[]; 
     const compile = cols.map(({ v, d }) => fmt(rows.find((x) => x.impl === v && x.dtype === d)?.compileMs as number, 0)).join(' / ');
     out.push(`| ${first.shape} | ${first.form} | ${first.m}×${first.n}×${first.k} | ${fmt(t?.gflops as number)} | ${cells.join(' | ')} | ${compile} |`);
   }
-  out.push('', '**Geometric means over the products** (ratios of GFLOP/s):', '');
+  out.push('', '**Geometric means over the products** (ratios of GFLOP/s; "per CPU-second" divides the work by the CPU time of all the',
+    'process\'s threads instead of the wall time, which a busy machine disturbs less):', '');
   for (const v of report.variants) {
     const per = (d: string) => ids.map((id) => report.rows.find((r) => r.id === id && r.impl === v && r.dtype === d)).filter((r) => r && !r.error) as Result[];
     const torchOf = (id: string) => report.rows.find((r) => r.id === id && r.impl === 'torch')?.gflops as number | undefined;
+    const torchRow = (id: string) => report.rows.find((r) => r.id === id && r.impl === 'torch');
     const parts = report.dtypes.map((d) => {
       const rs = per(d);
       const vsTorch = rs.filter((r) => torchOf(r.id as string)).map((r) => (r.gflops as number) / torchOf(r.id as string)!);
-      return `${d} ${fmt(geomean(rs.map((r) => r.gflops as number)))} GFLOP/s${vsTorch.length ? ` (${fmt(geomean(vsTorch), 2)} × torch)` : ''}`;
+      const perCpu = rs.filter((r) => torchRow(r.id as string)).map((r) => (r.gflopsPerCpuSecond as number) / (torchRow(r.id as string)!.gflopsPerCpuSecond as number));
+      return `${d} ${fmt(geomean(rs.map((r) => r.gflops as number)))} GFLOP/s${vsTorch.length ? ` (${fmt(geomean(vsTorch), 2)} × torch; per CPU-second ${fmt(geomean(perCpu), 2)} × torch)` : ''}`;
     });
     const f32 = new Map(per('float32').map((r) => [r.id, r.gflops as number]));
     const vs32 = (d: string) => { const xs = per(d).filter((r) => f32.has(r.id)).map((r) => (r.gflops as number) / f32.get(r.id)!); return xs.length ? fmt(geomean(xs), 2) : '–'; };
@@ -180,6 +187,10 @@ function markdown(report: { adapter: string; date: string; loadStart: number[]; 
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
+  if (o.reportOnly) {
+    writeFileSync(o.reportOnly.replace(/\.json$/, '.md'), markdown(JSON.parse(readFileSync(o.reportOnly, 'utf8')) as Report));
+    return;
+  }
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const t0 = performance.now(), loadStart = load();
   const backends = new Map<string, WebGPUBackend>();
