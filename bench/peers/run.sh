@@ -19,7 +19,8 @@
 # Environment: MODE (default quick: 1 repeat, no gpt-small, ~12 min; MODE=full:
 # 3 repeats of the cheap configurations and gpt-small, ~40 min), REPS,
 # REPS_SLOW, SMALL_SLOW as in run-all.sh; GPT2=0 leaves the gpt2 section out
-# (it adds up to 5 x 15 min). DRY_RUN=1 prepares the copy and prints its
+# (PyTorch about 1 min per run; mixprec several minutes per step on lavapipe,
+# up to 30 min per run). DRY_RUN=1 prepares the copy and prints its
 # run-all.sh without running it. Needs the npm registry (npm ci in the copy) and
 # apt-get download (Debian's OpenBLAS) on the first run.
 set -euo pipefail
@@ -60,7 +61,7 @@ if [ "${GPT2:-1}" != 0 ]; then
 G=\"--workload=gpt2 --warmup=1 --steps=3\"
 run gpt2-torch-fp32-openblas 900 \"\${OPENBLAS_ENV[@]}\" \$PY torch/gpt_torch.py \$G --precision=fp32
 run gpt2-torch-bf16 900 \$PY torch/gpt_torch.py \$G --precision=bf16
-for p in fp32 fp16 bf16; do run gpt2-mixprec-webgpu-\$p 900 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$G --backend=webgpu --precision=\$p; done
+for p in fp32 fp16 bf16; do run gpt2-mixprec-webgpu-\$p 1800 $MP/gpt-mixprec.ts\" --peers=\"\$HERE\" \$G --backend=webgpu --precision=\$p; done
 "
 fi
 chmod +x "$WORK/run-all.sh"
