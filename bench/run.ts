@@ -84,14 +84,14 @@ let deadline = Infinity;
 const SKIPPED = 'skipped: the time budget (--budget) was spent';
 
 /**
- * Runs `bench/cases.ts args...` in a child process, for at most `timeoutSec` and the
- * budget left; its RESULT lines, or why it failed.
+ * Runs `bench/cases.ts args...` in a child process, for at most `timeoutSec` and, unless
+ * `budgeted` is false, the budget left; its RESULT lines, or why it failed.
  */
-function runCase(args: string[], timeoutSec: number): Promise<CaseOutcome> {
+function runCase(args: string[], timeoutSec: number, budgeted = true): Promise<CaseOutcome> {
   const t0 = performance.now();
   const leftSec = (deadline - t0) / 1000;
-  if (leftSec < 5) return Promise.resolve({ results: [], error: SKIPPED, seconds: 0 });
-  timeoutSec = Math.min(timeoutSec, leftSec);
+  if (budgeted && leftSec < 5) return Promise.resolve({ results: [], error: SKIPPED, seconds: 0 });
+  if (budgeted) timeoutSec = Math.min(timeoutSec, leftSec);
   return new Promise((done) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'cases.ts'), ...args], {
       cwd: ROOT, env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,7 +143,8 @@ function gitCommit(): string {
 }
 
 async function describeMachine(): Promise<Machine> {
-  const probe = await runCase(['probe'], 120);
+  // Always run (a few seconds): without it there is no report at all.
+  const probe = await runCase(['probe'], 120, false);
   const p = probe.results[0];
   const { kind: _, description: __, ...details } = p ?? {};
   const webgpu = p?.available ? { ...details, available: true } : { available: false, reason: (p?.reason as string | undefined) ?? probe.error ?? 'unknown' };
