@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
-const SCRIPT = join(import.meta.dirname, '..', '..', 'bench', 'device.sh');
+const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'device.sh');
 const POLICIES = ['fp32', 'fp16', 'fp16-master', 'bf16', 'bf16-master'];
 const DTYPES = ['float32', 'float16', 'bfloat16'];
 
