@@ -19,7 +19,7 @@ import { parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
-import { isQuantized, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
+import { emptyQuantizedGPT, isQuantized, linearLayers, setQuantizedFrom, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { loadQuantizedGPT2, saveQuantizedGPT2, storedQuantFormat } from './quantized-gpt2.js';
 import {
   SafetensorsError, SafetensorsReader, toMixprecDType, toSafetensorsDType, writeSafetensors,
@@ -270,7 +270,10 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
       return await loadQuantizedGPT2(reader, stored, config, opts);
     }
     const { sources, lmHead } = planLoad(reader, config);
-    model = new GPT(config, { backend: opts.backend, dtype, seed: opts.seed, init: 'none' });
+    // Quantized from float32 parameters, each Linear weight goes from the file to its quantized form
+    // alone, so the float matrices are never all held (the same bits as quantizing a float32 model).
+    const quantizeTo = (opts.weights === 'int8' || opts.weights === 'int4') && dtype === 'float32' ? opts.weights : undefined;
+    model = quantizeTo ? emptyQuantizedGPT(config, opts) : new GPT(config, { backend: opts.backend, dtype, seed: opts.seed, init: 'none' });
     for (const [name, param] of model.namedParameters()) {
       const stored = await reader.read(sources.get(name)!.name);
       if (name === 'wte.weight' && lmHead) {
@@ -278,7 +281,16 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
           throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', lmHead.name);
         }
       }
-      assign(param, stored);
+      // Through float32, as the float16 cast of a float32 model rounds.
+      if (quantizeTo && param.dtype !== toMixprecDType(stored.dtype)) param.backend.write(param.storageView, Float32Array.from(widen(stored)));
+      else assign(param, stored);
+    }
+    if (quantizeTo) {
+      for (const [name, layer] of linearLayers(model)) {
+        const stored = await reader.read(sources.get(`${name}.weight`)!.name);
+        setQuantizedFrom(layer, Float32Array.from(widen(stored)), quantizeTo, model.backend, { groupSize: opts.groupSize, what: `${name}.weight` });
+      }
+      return model;
     }
     return opts.weights ? await toWeightFormat(model, opts.weights, { groupSize: opts.groupSize }) : model;
   } catch (err) {
