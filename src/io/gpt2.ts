@@ -19,7 +19,7 @@ import { parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
-import { emptyQuantizedGPT, isQuantized, linearLayers, setQuantizedFrom, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
+import { emptyQuantizedGPT, groupSizeFor, isQuantized, linearLayers, setQuantizedFrom, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { loadQuantizedGPT2, saveQuantizedGPT2, storedQuantFormat } from './quantized-gpt2.js';
 import {
   SafetensorsError, SafetensorsReader, toMixprecDType, toSafetensorsDType, writeSafetensors,
@@ -286,9 +286,10 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
       else assign(param, stored);
     }
     if (quantizeTo) {
+      const groupSize = groupSizeFor(model, quantizeTo, opts.groupSize);
       for (const [name, layer] of linearLayers(model)) {
         const stored = await reader.read(sources.get(`${name}.weight`)!.name);
-        setQuantizedFrom(layer, Float32Array.from(widen(stored)), quantizeTo, model.backend, { groupSize: opts.groupSize, what: `${name}.weight` });
+        setQuantizedFrom(layer, Float32Array.from(widen(stored)), quantizeTo, model.backend, { groupSize, what: `${name}.weight` });
       }
       return model;
     }

@@ -20,8 +20,18 @@ export type WeightFormat = 'fp32' | 'fp16' | 'bf16' | QuantFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp32', 'fp16', 'bf16', 'int8', 'int4'];
 
 export interface QuantizeOptions {
-  /** Inputs per scale: int4 takes 32 or 64 (default 64); int8 defaults to a whole row (one scale per output channel). */
+  /**
+   * Inputs per scale: int4 takes 32 or 64 (default 64, or 32 where a layer's
+   * inputs are not a multiple of 64, as the default model's 96); int8 defaults
+   * to a whole row (one scale per output channel).
+   */
   groupSize?: number;
+}
+
+/** The group size a format quantizes the model's Linear layers with: the one asked for, or the default (QuantizeOptions). */
+export function groupSizeFor(model: GPT, format: QuantFormat, asked?: number): number | undefined {
+  if (asked !== undefined || format !== 'int4') return asked;
+  return linearLayers(model).every(([, l]) => l.inFeatures % 64 === 0) ? 64 : 32;
 }
 
 export function parseWeightFormat(s: string, what = 'weights'): WeightFormat {
@@ -85,9 +95,10 @@ export function setQuantizedFrom(layer: Linear, w: ArrayLike<number>, format: Qu
 export async function quantize(model: GPT, format: QuantFormat, opts: QuantizeOptions = {}): Promise<GPT> {
   if (format !== 'int8' && format !== 'int4') throw new QuantizeError(`quantize: unknown format '${String(format)}' (expected int8 or int4)`);
   if (isQuantized(model)) throw new QuantizeError(`quantize: the model is already ${weightFormat(model)}`);
+  const groupSize = groupSizeFor(model, format, opts.groupSize);
   for (const [name, layer] of linearLayers(model)) {
     const w = await layer.weight.toArray(); // [in, out]
-    setQuantizedFrom(layer, w, format, model.backend, { groupSize: opts.groupSize, what: `${name}.weight` });
+    setQuantizedFrom(layer, w, format, model.backend, { groupSize, what: `${name}.weight` });
   }
   model.wte.to('float16');
   freezeForInference(model);

@@ -82,6 +82,17 @@ describe('quantize', () => {
     }
   });
 
+  it('int4 groups 64 inputs by default, 32 where a layer has inputs that 64 does not divide (width 96), loaded or converted', async () => {
+    const groupSizes = (m: GPT) => new Set(linearLayers(m).map(([, l]) => l.quantized!.layout.groupSize));
+    assert.deepEqual(groupSizes(await quantize(new GPT(cfg, { backend: cpu }), 'int4')), new Set([64]));
+    const narrow = { ...cfg, nEmbd: 96 };
+    assert.deepEqual(groupSizes(await quantize(new GPT(narrow, { backend: cpu }), 'int4')), new Set([32]));
+    const dir = await tempDir();
+    await saveGPT2(new GPT(narrow, { backend: cpu }), dir);
+    assert.deepEqual(groupSizes(await loadGPT2(dir, { backend: cpu, weights: 'int4' })), new Set([32]));
+    await assert.rejects(quantize(new GPT(narrow, { backend: cpu }), 'int4', { groupSize: 64 }), (e: Error) => e instanceof QuantizeError && /group size 64 must divide the 96 inputs/.test(e.message));
+  });
+
   it('refuses misuse with typed errors', async () => {
     const q = await quantize(new GPT(cfg, { backend: cpu }), 'int8');
     await assert.rejects(quantize(q, 'int4'), (e: Error) => e instanceof QuantizeError && /already int8/.test(e.message));
