@@ -270,10 +270,13 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
       return await loadQuantizedGPT2(reader, stored, config, opts);
     }
     const { sources, lmHead } = planLoad(reader, config);
-    // Quantized from float32 parameters, each Linear weight goes from the file to its quantized form
-    // alone, so the float matrices are never all held (the same bits as quantizing a float32 model).
-    const quantizeTo = (opts.weights === 'int8' || opts.weights === 'int4') && dtype === 'float32' ? opts.weights : undefined;
-    model = quantizeTo ? emptyQuantizedGPT(config, opts) : new GPT(config, { backend: opts.backend, dtype, seed: opts.seed, init: 'none' });
+    // A format asked for over float32 parameters is loaded straight into: 16-bit parameters, or each
+    // Linear weight quantized from the file alone, so that the float32 weights are never all held.
+    // The values go through float32, so the bits are those of converting a float32 model.
+    const fromFloat32 = dtype === 'float32' ? opts.weights : undefined;
+    const quantizeTo = fromFloat32 === 'int8' || fromFloat32 === 'int4' ? fromFloat32 : undefined;
+    const castTo = fromFloat32 === 'fp16' || fromFloat32 === 'bf16' ? parseDType(fromFloat32) as FloatDType : undefined;
+    model = quantizeTo ? emptyQuantizedGPT(config, opts) : new GPT(config, { backend: opts.backend, dtype: castTo ?? dtype, seed: opts.seed, init: 'none' });
     for (const [name, param] of model.namedParameters()) {
       const stored = await reader.read(sources.get(name)!.name);
       if (name === 'wte.weight' && lmHead) {
@@ -281,8 +284,7 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
           throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', lmHead.name);
         }
       }
-      // Through float32, as the float16 cast of a float32 model rounds.
-      if (quantizeTo && param.dtype !== toMixprecDType(stored.dtype)) param.backend.write(param.storageView, Float32Array.from(widen(stored)));
+      if ((quantizeTo || castTo) && param.dtype !== toMixprecDType(stored.dtype)) param.backend.write(param.storageView, Float32Array.from(widen(stored)));
       else assign(param, stored);
     }
     if (quantizeTo) {

@@ -27,10 +27,12 @@ const ids = (data: number[], shape: [number, number]) => tensor(Int32Array.from(
 const prompt = () => ids(Array.from({ length: 2 * 16 }, (_, i) => (i * 37 + 5) % 64), [2, 16]);
 const logits = (m: GPT) => Float64Array.from(noGrad(() => tidy(() => m.forward(prompt()).logits)).toArraySync());
 
-/** Same quantized words, scales and layouts, and the same parameter bits. */
+/** Same quantized words, scales and layouts (if any), and the same parameter bits. */
 function assertSameModel(r: GPT, q: GPT): void {
   const bits = (t: Tensor) => Array.from(new Uint8Array(cpu.readSync(t.storageView).buffer));
   for (const [[name, a], [, b]] of linearLayers(q).map((e, i) => [e, linearLayers(r)[i]!] as const)) {
+    assert.equal(!b.quantized, !a.quantized, `${name} quantized in both or neither`);
+    if (!a.quantized) continue;
     assert.deepEqual(bits(b.quantized!.words), bits(a.quantized!.words), `${name} words`);
     assert.deepEqual(bits(b.quantized!.scales), bits(a.quantized!.scales), `${name} scales`);
     assert.deepEqual(b.quantized!.layout, a.quantized!.layout);
@@ -129,27 +131,30 @@ describe('quantized GPT-2 directories', () => {
     assert.deepEqual(logits(loaded), logits(direct));
     const fp16 = await loadGPT2(dir, { backend: cpu, weights: 'fp16' });
     assert.ok(fp16.parameters().every((p) => p.dtype === 'float16'), 'fp16: every parameter converted once');
+    for (const format of ['fp16', 'bf16'] as const) {
+      assertSameModel(await loadGPT2(dir, { backend: cpu, weights: format }), await toWeightFormat(await loadGPT2(dir, { backend: cpu }), format));
+    }
     assert.ok((await toWeightFormat(fp16, 'fp32')).parameters().every((p) => p.dtype === 'float32'), 'back to fp32');
     await assert.rejects(toWeightFormat(loaded, 'fp16'), (e: Error) => e instanceof QuantizeError && /int8 model cannot be converted to fp16/.test(e.message));
   });
 });
 
-describe('loading into a quantized format', () => {
+describe('loading straight into a weight format', () => {
   // Linear weights dominate this model (4 x 12 x 128^2 of its parameters), as they do GPT-2.
   const wide: GPTConfig = { vocabSize: 64, blockSize: 16, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true };
   const floatLinearBytes = 4 * wide.nLayer * 12 * wide.nEmbd ** 2;
-  for (const source of ['a float directory', 'an int8 directory'] as const) {
-    it(`from ${source}, never holds the float Linear weights: peak bytes of load and generation stay under int8's weights + 1/4 of the float matrices`, async () => {
+  for (const [source, weights] of [['a float directory', 'int8'], ['an int8 directory', 'int8'], ['a float directory', 'fp16']] as const) {
+    it(`${weights} from ${source} never holds the float32 weights: peak bytes of load and generation stay under its weights + 1/4 of the float32 matrices`, async () => {
       const dir = await tempDir();
       const f = new GPT(wide, { backend: cpu, seed: 6 });
-      await saveGPT2(source === 'a float directory' ? f : await quantize(f, 'int8'), dir);
+      await saveGPT2(source === 'an int8 directory' ? await quantize(f, 'int8') : f, dir);
       const fresh = new CpuBackend();
-      const model = await loadGPT2(dir, { backend: fresh, weights: 'int8' });
+      const model = await loadGPT2(dir, { backend: fresh, weights });
       const out = await model.generate(tensor(Int32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), { shape: [1, 8], dtype: 'int32', backend: fresh }), { maxNewTokens: 4, seed: 1 });
       assert.equal(out.shape[1], 12);
       const bound = weightBytes(model) + floatLinearBytes / 4;
       const { peakBytes } = fresh.memory();
-      assert.ok(peakBytes < bound, `peak ${peakBytes} bytes, bound ${bound} (int8 weights ${weightBytes(model)}, float32 Linear weights ${floatLinearBytes})`);
+      assert.ok(peakBytes < bound, `peak ${peakBytes} bytes, bound ${bound} (${weights} weights ${weightBytes(model)}, float32 Linear weights ${floatLinearBytes})`);
     });
   }
 });
