@@ -89,6 +89,7 @@ async function measure(row: Row): Promise<void> {
     }
     const s = JSON.parse(await child(['bench/inference.ts', '--speed', `${row.backend}:${row.format}`, '--model', a.model!, '--prompt', a.prompt!, '--new-tokens', a['new-tokens']!])) as Speed;
     // The best of the repetitions: the machine is shared, and slower runs are other work's.
+    row.error = undefined;
     if (!row.speed) row.speed = s;
     else row.speed = { ...s, promptTps: Math.max(s.promptTps, row.speed.promptTps), genTps: Math.max(s.genTps, row.speed.genTps) };
   } catch (e) {
