@@ -37,6 +37,8 @@ export interface OptionSpec {
   required?: boolean;
   /** A one-letter alias (`-h`). */
   short?: string;
+  /** May be given several times: the value is the array of the values given (absent: the default, or []). */
+  repeatable?: boolean;
 }
 
 export interface CommandSpec {
@@ -117,6 +119,7 @@ export function formatHelp(spec: CommandSpec): string {
       const def = o.defaultText ?? (o.default === undefined || o.type === 'flag' ? undefined : String(o.default));
       if (def !== undefined) text += ` (default: ${def})`;
       if (o.required) text += ' (required)';
+      if (o.repeatable) text += ' (repeatable)';
       const head = heads[i]!;
       const body = wrap(text, Math.max(40, 100 - width));
       if (head.length + 1 >= width) lines.push(head);
@@ -198,7 +201,7 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
     } else {
       throw new UsageError(`unexpected argument '${arg}' (options start with --)`, usage);
     }
-    if (given.has(opt.name)) throw new UsageError(`option --${opt.name} is given more than once`, usage);
+    if (given.has(opt.name) && !opt.repeatable) throw new UsageError(`option --${opt.name} is given more than once`, usage);
     given.add(opt.name);
     if (opt.type === 'flag') {
       if (inline !== undefined) throw new UsageError(`option --${opt.name} is a flag and takes no value (got '${inline}')`, usage);
@@ -216,12 +219,13 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
       i++;
     }
     if (raw === '' && opt.type !== 'string') throw new UsageError(`option --${opt.name} is missing its value (${kindOf(opt)})`, usage);
-    values[opt.name] = convert(opt, raw, usage);
+    const value = convert(opt, raw, usage);
+    values[opt.name] = opt.repeatable ? [...((values[opt.name] as unknown[] | undefined) ?? []), value] : value;
   }
   for (const o of spec.options) {
     if (!given.has(o.name)) {
       if (o.required) throw new UsageError(`option --${o.name} is required`, usage);
-      values[o.name] = o.type === 'flag' ? false : o.default;
+      values[o.name] = o.type === 'flag' ? false : o.default ?? (o.repeatable ? [] : undefined);
     }
   }
   return { values, given, help: false };

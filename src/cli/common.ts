@@ -17,7 +17,7 @@ export function backendOption(defaultChoice: BackendChoice = 'auto'): OptionSpec
 /** --weights and --group-size: the weight format a model is run in. */
 export const WEIGHTS_OPTIONS: readonly OptionSpec[] = [
   { name: 'weights', type: 'enum', values: WEIGHT_FORMATS, defaultText: "the directory's format (fp32 for float weights)", help: 'weight format: float32, 16-bit floats cast once, or int8/int4 weight-only quantization (embedding in fp16)' },
-  { name: 'group-size', type: 'int', min: 1, defaultText: 'int8: one scale per output channel; int4: 64', help: 'inputs per quantization scale (int4: 32 or 64)' },
+  { name: 'group-size', type: 'int', min: 1, defaultText: "int8: one scale per output channel; int4: 64, or 32 where a layer's inputs are not a multiple of 64", help: 'inputs per quantization scale (int4: 32 or 64)' },
 ];
 
 /** --checkpoint and --tokenizer of the commands that open a trained model. */

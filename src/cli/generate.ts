@@ -21,7 +21,7 @@ export const GENERATE_SPEC: CommandSpec = {
     { name: 'temperature', type: 'float', min: 0, default: 0.8, help: 'divides the logits; 0 picks the most likely token' },
     { name: 'top-k', type: 'int', min: 1, default: 200, help: 'sample among the k most likely tokens' },
     { name: 'top-p', type: 'float', min: 0, default: 1, parse: parseTopP, help: 'then among the most likely tokens whose probabilities reach p (nucleus sampling)' },
-    { name: 'stop', type: 'string', metavar: 'TEXT', parse: (raw) => raw.replace(/\\n/g, '\n'), help: 'end a sample where this text appears (\\n for a newline)' },
+    { name: 'stop', type: 'string', metavar: 'TEXT', repeatable: true, parse: parseStop, help: 'end a sample where this text appears (\\n for a newline); given several times, where the first of them does' },
     { name: 'num-samples', type: 'int', min: 1, default: 1, help: 'samples of the prompt, drawn together' },
     ...WEIGHTS_OPTIONS,
     { name: 'seed', type: 'int', min: 0, default: 0, help: 'seeds the sampling' },
@@ -30,7 +30,7 @@ export const GENERATE_SPEC: CommandSpec = {
     HELP_OPTION,
   ],
   epilog: "examples:\n  mixprec generate --checkpoint runs/20250101-120000 --prompt 'The jury' --max-new-tokens 300 --seed 7\n"
-    + "  mixprec generate --checkpoint gpt2 --weights int8 --top-p 0.9 --stop '\\n\\n' --num-samples 3",
+    + "  mixprec generate --checkpoint gpt2 --weights int8 --top-p 0.9 --stop '\\n\\n' --stop END --num-samples 3",
 };
 
 export async function generateCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
@@ -55,7 +55,7 @@ export async function generateCommand(argv: readonly string[], out: OutputStream
       topP: v['top-p'] as number,
       seed: v.seed as number,
       precision: v.precision as SamplePrecision,
-      stop: v.stop === undefined ? [] : [v.stop as string],
+      stop: v.stop as string[],
       numSamples,
       onText: numSamples === 1 ? (_, text) => out.write(text) : undefined,
     });
@@ -65,6 +65,11 @@ export async function generateCommand(argv: readonly string[], out: OutputStream
   } finally {
     model.dispose();
   }
+}
+
+function parseStop(raw: string): string {
+  if (raw === '') throw new Error('the stop text is empty (it would end every sample before its first token)');
+  return raw.replace(/\\n/g, '\n');
 }
 
 function parseTopP(raw: string): number {

@@ -19,7 +19,7 @@ import { parseDType, type DType, type FloatDType } from '../dtype/dtype.js';
 import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
-import { isQuantized, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
+import { emptyQuantizedGPT, groupSizeFor, isQuantized, linearLayers, setQuantizedFrom, toWeightFormat, weightFormat, type WeightFormat } from '../nn/quantize.js';
 import { loadQuantizedGPT2, saveQuantizedGPT2, storedQuantFormat } from './quantized-gpt2.js';
 import {
   SafetensorsError, SafetensorsReader, toMixprecDType, toSafetensorsDType, writeSafetensors,
@@ -270,7 +270,13 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
       return await loadQuantizedGPT2(reader, stored, config, opts);
     }
     const { sources, lmHead } = planLoad(reader, config);
-    model = new GPT(config, { backend: opts.backend, dtype, seed: opts.seed, init: 'none' });
+    // A format asked for over float32 parameters is loaded straight into: 16-bit parameters, or each
+    // Linear weight quantized from the file alone, so that the float32 weights are never all held.
+    // The values go through float32, so the bits are those of converting a float32 model.
+    const fromFloat32 = dtype === 'float32' ? opts.weights : undefined;
+    const quantizeTo = fromFloat32 === 'int8' || fromFloat32 === 'int4' ? fromFloat32 : undefined;
+    const castTo = fromFloat32 === 'fp16' || fromFloat32 === 'bf16' ? parseDType(fromFloat32) as FloatDType : undefined;
+    model = quantizeTo ? emptyQuantizedGPT(config, opts) : new GPT(config, { backend: opts.backend, dtype: castTo ?? dtype, seed: opts.seed, init: 'none' });
     for (const [name, param] of model.namedParameters()) {
       const stored = await reader.read(sources.get(name)!.name);
       if (name === 'wte.weight' && lmHead) {
@@ -278,7 +284,16 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
           throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', lmHead.name);
         }
       }
-      assign(param, stored);
+      if ((quantizeTo || castTo) && param.dtype !== toMixprecDType(stored.dtype)) param.backend.write(param.storageView, Float32Array.from(widen(stored)));
+      else assign(param, stored);
+    }
+    if (quantizeTo) {
+      const groupSize = groupSizeFor(model, quantizeTo, opts.groupSize);
+      for (const [name, layer] of linearLayers(model)) {
+        const stored = await reader.read(sources.get(`${name}.weight`)!.name);
+        setQuantizedFrom(layer, Float32Array.from(widen(stored)), quantizeTo, model.backend, { groupSize, what: `${name}.weight` });
+      }
+      return model;
     }
     return opts.weights ? await toWeightFormat(model, opts.weights, { groupSize: opts.groupSize }) : model;
   } catch (err) {

@@ -12,8 +12,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Backend } from '../backend/backend.js';
 import { sizeOf } from '../dtype/shape.js';
 import { BITS, groupsPerRow, QuantizeError, quantLayout, type QuantFormat } from '../dtype/quant.js';
-import { GPT, parameterShapes, type GPTConfig } from '../nn/gpt.js';
-import { freezeForInference, linearLayers, weightFormat } from '../nn/quantize.js';
+import { parameterShapes, type GPT, type GPTConfig } from '../nn/gpt.js';
+import { emptyQuantizedGPT, freezeForInference, linearLayers, weightFormat } from '../nn/quantize.js';
 import { QuantizedWeight } from '../tensor/quantized.js';
 import { writeFileAtomic } from './atomic.js';
 import { SafetensorsReader, toSafetensorsDType, writeSafetensors, type TensorData, type WritableTensor } from './safetensors.js';
@@ -68,9 +68,8 @@ export async function loadQuantizedGPT2(reader: SafetensorsReader, format: Quant
   const file = reader.file;
   const g = Number(reader.metadata[GROUP_SIZE_KEY] ?? 'NaN');
   if (!Number.isSafeInteger(g) || g < 0) throw new QuantizeError(`${file}: metadata ${GROUP_SIZE_KEY} is '${reader.metadata[GROUP_SIZE_KEY]}' (expected a non-negative integer)`);
-  const model = new GPT(config, { backend: opts.backend, seed: opts.seed, init: 'none' });
+  const model = emptyQuantizedGPT(config, opts);
   try {
-    model.wte.to('float16');
     const layers = linearLayers(model);
     const quantNames = new Set(layers.map(([name]) => `${name}.weight`));
     const expected = parameterShapes({ ...config, bias: true }).map(([n]) => n);

@@ -103,6 +103,8 @@ export interface GPTOptions {
   /** Seeds initialisation and dropout (default 0). */
   seed?: number;
   init?: GPTInit;
+  /** Builds the Linear layers without float weights, for quantized ones set afterwards (nn/quantize.ts). */
+  quantizedLinear?: boolean;
 }
 
 export interface ForwardOptions {
@@ -138,7 +140,7 @@ export class GPT extends Module {
     super();
     const c = (this.config = validateConfig(config));
     this.generator = new Generator(opts.seed ?? 0);
-    const p: ParameterOptions = { backend: resolveBackend(opts.backend), dtype: opts.dtype ?? 'float32' };
+    const p: ParameterOptions = { backend: resolveBackend(opts.backend), dtype: opts.dtype ?? 'float32', quantizedLinear: opts.quantizedLinear };
     this.wte = this.addModule('wte', new Embedding(c.vocabSize, c.nEmbd, p));
     this.wpe = this.addModule('wpe', new Embedding(c.blockSize, c.nEmbd, p));
     this.drop = this.addModule('drop', new Dropout(c.dropout, this.generator));

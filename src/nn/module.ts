@@ -23,6 +23,8 @@ export class ModuleError extends MixprecError {
 export interface ParameterOptions {
   backend?: Backend | string;
   dtype?: FloatDType;
+  /** Leaves Linear weights unallocated, for quantized ones set later (setQuantized): a quantized model never holds its float matrices. */
+  quantizedLinear?: boolean;
 }
 
 export { resolveBackend };
@@ -167,13 +169,17 @@ export class Linear extends Module {
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
     this.gelu = !!opts.gelu;
-    this.addParameter('weight', emptyParameter([inFeatures, outFeatures], opts, `Linear(${inFeatures}, ${outFeatures}).weight`));
+    const what = `Linear(${inFeatures}, ${outFeatures}).weight`;
+    this.addParameter('weight', opts.quantizedLinear ? null : emptyParameter([inFeatures, outFeatures], opts, what));
     this.addParameter('bias', opts.bias === false ? null : emptyParameter([outFeatures], opts));
   }
-  /** The float weight; a ModuleError once the layer is quantized (see `quantized`). */
+  /** The float weight; a ModuleError once the layer is quantized (see `quantized`), or built for a quantized weight not yet set. */
   get weight(): Tensor {
-    if (this.quantized) throw new ModuleError(`Linear(${this.inFeatures}, ${this.outFeatures}).weight is quantized to ${this.quantized.format}: read .quantized`);
-    return this.param('weight')!;
+    const what = `Linear(${this.inFeatures}, ${this.outFeatures}).weight`;
+    if (this.quantized) throw new ModuleError(`${what} is quantized to ${this.quantized.format}: read .quantized`);
+    const w = this.param('weight');
+    if (!w) throw new ModuleError(`${what} was built for a quantized weight, and none has been set (setQuantized)`);
+    return w;
   }
   get bias(): Tensor | null { return this.param('bias'); }
 

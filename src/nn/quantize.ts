@@ -10,16 +10,28 @@
 
 import { parseDType, itemSize } from '../dtype/dtype.js';
 import { QuantizeError, type QuantFormat } from '../dtype/quant.js';
+import type { Backend } from '../backend/backend.js';
 import { QuantizedWeight } from '../tensor/quantized.js';
-import type { GPT } from './gpt.js';
+import { GPT } from './gpt.js';
+import type { GPTConfig } from './gpt-config.js';
 import { Linear } from './module.js';
 
 export type WeightFormat = 'fp32' | 'fp16' | 'bf16' | QuantFormat;
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp32', 'fp16', 'bf16', 'int8', 'int4'];
 
 export interface QuantizeOptions {
-  /** Inputs per scale: int4 takes 32 or 64 (default 64); int8 defaults to a whole row (one scale per output channel). */
+  /**
+   * Inputs per scale: int4 takes 32 or 64 (default 64, or 32 where a layer's
+   * inputs are not a multiple of 64, as the default model's 96); int8 defaults
+   * to a whole row (one scale per output channel).
+   */
   groupSize?: number;
+}
+
+/** The group size a format quantizes the model's Linear layers with: the one asked for, or the default (QuantizeOptions). */
+export function groupSizeFor(model: GPT, format: QuantFormat, asked?: number): number | undefined {
+  if (asked !== undefined || format !== 'int4') return asked;
+  return linearLayers(model).every(([, l]) => l.inFeatures % 64 === 0) ? 64 : 32;
 }
 
 export function parseWeightFormat(s: string, what = 'weights'): WeightFormat {
@@ -58,16 +70,35 @@ export function freezeForInference(model: GPT): void {
   for (const p of model.parameters()) p.requiresGrad_(false);
 }
 
+/**
+ * A GPT laid out as a quantized one, every value still to be written: Linear
+ * layers without float weights (each gets its quantized one with setQuantized
+ * or setQuantizedFrom), the token embedding float16, the rest float32. Loading
+ * into it never holds the float matrices on the device.
+ */
+export function emptyQuantizedGPT(config: GPTConfig, opts: { backend?: Backend | string; seed?: number } = {}): GPT {
+  const model = new GPT(config, { backend: opts.backend, seed: opts.seed, dtype: 'float16', init: 'none', quantizedLinear: true });
+  for (const m of [model.wpe, ...model.h, model.ln_f]) m.to('float32');
+  freezeForInference(model);
+  return model;
+}
+
+/** Quantizes a float weight given as GPT-2 stores it ([in, out], row-major, rounded to float32) into `layer`, on `backend`. */
+export function setQuantizedFrom(layer: Linear, w: ArrayLike<number>, format: QuantFormat, backend: Backend, opts: QuantizeOptions & { what: string }): void {
+  const { inFeatures: k, outFeatures: n } = layer;
+  const rows = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) rows[j * k + i] = w[i * n + j]!;
+  layer.setQuantized(QuantizedWeight.fromRows(rows, format, n, k, backend, { groupSize: opts.groupSize, what: opts.what }));
+}
+
 /** Quantizes every Linear weight of a float model in place (see the top of this file) and returns it. */
 export async function quantize(model: GPT, format: QuantFormat, opts: QuantizeOptions = {}): Promise<GPT> {
   if (format !== 'int8' && format !== 'int4') throw new QuantizeError(`quantize: unknown format '${String(format)}' (expected int8 or int4)`);
   if (isQuantized(model)) throw new QuantizeError(`quantize: the model is already ${weightFormat(model)}`);
+  const groupSize = groupSizeFor(model, format, opts.groupSize);
   for (const [name, layer] of linearLayers(model)) {
     const w = await layer.weight.toArray(); // [in, out]
-    const { inFeatures: k, outFeatures: n } = layer;
-    const rows = new Float32Array(n * k);
-    for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) rows[j * k + i] = w[i * n + j]!;
-    layer.setQuantized(QuantizedWeight.fromRows(rows, format, n, k, model.backend, { groupSize: opts.groupSize, what: `${name}.weight` }));
+    setQuantizedFrom(layer, w, format, model.backend, { groupSize, what: `${name}.weight` });
   }
   model.wte.to('float16');
   freezeForInference(model);

@@ -36,6 +36,8 @@ export async function sampleTexts(model: GPT, tokenizer: Tokenizer, prompt: stri
   if (promptIds.length === 0) throw new Error('the prompt is empty: give at least one character');
   const { precision = 'fp32', numSamples = 1, stop = [], onText, ...gen } = opts;
   if (!Number.isSafeInteger(numSamples) || numSamples < 1) throw new GenerationError(`sampleTexts: numSamples must be a positive integer, got ${numSamples}`);
+  const empty = stop.indexOf('');
+  if (empty >= 0) throw new GenerationError(`sampleTexts: stop string ${empty} is empty (it would end every sample before its first token)`);
   const rows = Array.from({ length: numSamples }, () => promptIds);
   const ids = tensor(Int32Array.from(rows.flatMap((r) => [...r])), { shape: [numSamples, promptIds.length], dtype: 'int32', backend: model.backend });
   const eos = END_OF_TEXT[tokenizer.name];

@@ -63,6 +63,13 @@ test('each bad argument is a UsageError naming the option, with the usage', () =
   usageError(['stray'], /^unexpected argument 'stray'/);
 });
 
+test('a repeatable option collects its values in order; absent, it is empty', () => {
+  const tags: CommandSpec = { ...spec, options: [...spec.options, { name: 'tag', type: 'string', repeatable: true, parse: (s) => s.toUpperCase(), help: 'a tag' }] };
+  assert.deepEqual(parseArgs(tags, ['--tag', 'b', '--steps', '2', '--tag=a']).values.tag, ['B', 'A']);
+  assert.deepEqual(parseArgs(tags, []).values.tag, []);
+  assert.match(formatHelp(tags), /--tag VALUE +a tag \(repeatable\)/);
+});
+
 test('the help lists every option with its default', () => {
   const help = formatHelp(spec);
   assert.match(help, /^A demo command\.\n\nusage: mixprec demo \[options\]\n/);

@@ -53,6 +53,15 @@ describe('mixprec quantize, eval --weights, generate --weights', () => {
     const stop = continuation.slice(4, 6);
     const stopped = await run([...base, '--stop', stop]);
     assert.equal(stopped.stdout, `ab${continuation.slice(0, continuation.indexOf(stop))}\n`);
+    // Several stop strings: the sample ends where the first of them to appear does.
+    const later = continuation.slice(9, 11);
+    assert.ok(continuation.indexOf(later) > continuation.indexOf(stop), `'${later}' appears after '${stop}' in '${continuation}'`);
+    const either = await run([...base, '--stop', later, '--stop', stop]);
+    assert.equal(either.stdout, stopped.stdout);
+    assert.equal((await run([...base, '--stop', later])).stdout, `ab${continuation.slice(0, continuation.indexOf(later))}\n`);
+    const empty = await run([...base, '--stop', '']);
+    assert.equal(empty.status, 2);
+    assert.match(empty.stderr, /--stop: the stop text is empty/);
     const many = await run([...base, '--num-samples', '3', '--top-p', '0.9']);
     assert.equal(many.status, 0, many.stderr);
     assert.equal(many.stdout.match(/^--- sample \d ---$/gm)?.length, 3);

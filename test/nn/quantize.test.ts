@@ -13,7 +13,7 @@ import { dequantizeMatrix, QuantizeError } from '../../src/dtype/quant.js';
 import { GPT2CheckpointError, loadGPT2, saveGPT2 } from '../../src/io/gpt2.js';
 import { GPT, type GPTConfig } from '../../src/nn/gpt.js';
 import { ModuleError } from '../../src/nn/module.js';
-import { linearLayers, quantize, toWeightFormat, weightBytes, weightFormat } from '../../src/nn/quantize.js';
+import { emptyQuantizedGPT, linearLayers, quantize, toWeightFormat, weightBytes, weightFormat } from '../../src/nn/quantize.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import { tensor } from '../../src/tensor/creation.js';
 import { TensorError } from '../../src/tensor/errors.js';
@@ -26,6 +26,21 @@ const cfg: GPTConfig = { vocabSize: 64, blockSize: 16, nLayer: 2, nHead: 2, nEmb
 const ids = (data: number[], shape: [number, number]) => tensor(Int32Array.from(data), { shape, dtype: 'int32', backend: cpu });
 const prompt = () => ids(Array.from({ length: 2 * 16 }, (_, i) => (i * 37 + 5) % 64), [2, 16]);
 const logits = (m: GPT) => Float64Array.from(noGrad(() => tidy(() => m.forward(prompt()).logits)).toArraySync());
+
+/** Same quantized words, scales and layouts (if any), and the same parameter bits. */
+function assertSameModel(r: GPT, q: GPT): void {
+  const bits = (t: Tensor) => Array.from(new Uint8Array(cpu.readSync(t.storageView).buffer));
+  for (const [[name, a], [, b]] of linearLayers(q).map((e, i) => [e, linearLayers(r)[i]!] as const)) {
+    assert.equal(!b.quantized, !a.quantized, `${name} quantized in both or neither`);
+    if (!a.quantized) continue;
+    assert.deepEqual(bits(b.quantized!.words), bits(a.quantized!.words), `${name} words`);
+    assert.deepEqual(bits(b.quantized!.scales), bits(a.quantized!.scales), `${name} scales`);
+    assert.deepEqual(b.quantized!.layout, a.quantized!.layout);
+  }
+  const pr = new Map(r.namedParameters());
+  assert.deepEqual([...pr.keys()], q.namedParameters().map(([n]) => n));
+  for (const [name, p] of q.namedParameters()) assert.deepEqual(bits(pr.get(name)!), bits(p), name);
+}
 
 const dirs: string[] = [];
 after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -69,10 +84,23 @@ describe('quantize', () => {
     }
   });
 
+  it('int4 groups 64 inputs by default, 32 where a layer has inputs that 64 does not divide (width 96), loaded or converted', async () => {
+    const groupSizes = (m: GPT) => new Set(linearLayers(m).map(([, l]) => l.quantized!.layout.groupSize));
+    assert.deepEqual(groupSizes(await quantize(new GPT(cfg, { backend: cpu }), 'int4')), new Set([64]));
+    const narrow = { ...cfg, nEmbd: 96 };
+    assert.deepEqual(groupSizes(await quantize(new GPT(narrow, { backend: cpu }), 'int4')), new Set([32]));
+    const dir = await tempDir();
+    await saveGPT2(new GPT(narrow, { backend: cpu }), dir);
+    assert.deepEqual(groupSizes(await loadGPT2(dir, { backend: cpu, weights: 'int4' })), new Set([32]));
+    await assert.rejects(quantize(new GPT(narrow, { backend: cpu }), 'int4', { groupSize: 64 }), (e: Error) => e instanceof QuantizeError && /group size 64 must divide the 96 inputs/.test(e.message));
+  });
+
   it('refuses misuse with typed errors', async () => {
     const q = await quantize(new GPT(cfg, { backend: cpu }), 'int8');
     await assert.rejects(quantize(q, 'int4'), (e: Error) => e instanceof QuantizeError && /already int8/.test(e.message));
     assert.throws(() => q.h[0]!.mlp.c_fc.weight, (e: Error) => e instanceof ModuleError && /quantized to int8/.test(e.message));
+    const unset = emptyQuantizedGPT(cfg, { backend: cpu });
+    assert.throws(() => unset.forward(prompt()), (e: Error) => e instanceof ModuleError && /Linear\(64, 192\)\.weight was built for a quantized weight, and none has been set/.test(e.message));
     const x = tensor(new Float32Array(64), { shape: [1, 64], backend: cpu }).requiresGrad_(true);
     assert.throws(() => quantizedLinear(x, q.h[0]!.mlp.c_fc.quantized!), TensorError);
     await assert.rejects(quantize(new GPT(cfg, { backend: cpu }), 'int4', { groupSize: 48 }), /h\.0\.attn\.c_attn\.weight: int4 group size must be 32 or 64, got 48/);
@@ -87,14 +115,7 @@ describe('quantized GPT-2 directories', () => {
       await saveGPT2(q, dir);
       const r = await loadGPT2(dir, { backend: cpu });
       assert.equal(weightFormat(r), format);
-      const bits = (t: Tensor) => Array.from(new Uint8Array(cpu.readSync(t.storageView).buffer));
-      for (const [[name, a], [, b]] of linearLayers(q).map((e, i) => [e, linearLayers(r)[i]!] as const)) {
-        assert.deepEqual(bits(b.quantized!.words), bits(a.quantized!.words), `${name} words`);
-        assert.deepEqual(bits(b.quantized!.scales), bits(a.quantized!.scales), `${name} scales`);
-        assert.deepEqual(b.quantized!.layout, a.quantized!.layout);
-      }
-      const pr = new Map(r.namedParameters());
-      for (const [name, p] of q.namedParameters()) assert.deepEqual([...(await cpu.readRaw(pr.get(name)!.storageView))], [...(await cpu.readRaw(p.storageView))], name);
+      assertSameModel(r, q);
       assert.deepEqual(logits(r), logits(q));
       await assert.rejects(loadGPT2(dir, { backend: cpu, weights: format === 'int8' ? 'int4' : 'int8' }), GPT2CheckpointError);
     });
@@ -106,12 +127,36 @@ describe('quantized GPT-2 directories', () => {
     const loaded = await loadGPT2(dir, { backend: cpu, weights: 'int8' });
     const direct = await quantize(new GPT(cfg, { backend: cpu, seed: 4 }), 'int8');
     assert.equal(weightFormat(loaded), 'int8');
+    assertSameModel(loaded, direct);
     assert.deepEqual(logits(loaded), logits(direct));
     const fp16 = await loadGPT2(dir, { backend: cpu, weights: 'fp16' });
     assert.ok(fp16.parameters().every((p) => p.dtype === 'float16'), 'fp16: every parameter converted once');
+    for (const format of ['fp16', 'bf16'] as const) {
+      assertSameModel(await loadGPT2(dir, { backend: cpu, weights: format }), await toWeightFormat(await loadGPT2(dir, { backend: cpu }), format));
+    }
     assert.ok((await toWeightFormat(fp16, 'fp32')).parameters().every((p) => p.dtype === 'float32'), 'back to fp32');
     await assert.rejects(toWeightFormat(loaded, 'fp16'), (e: Error) => e instanceof QuantizeError && /int8 model cannot be converted to fp16/.test(e.message));
   });
+});
+
+describe('loading straight into a weight format', () => {
+  // Linear weights dominate this model (4 x 12 x 128^2 of its parameters), as they do GPT-2.
+  const wide: GPTConfig = { vocabSize: 64, blockSize: 16, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true };
+  const floatLinearBytes = 4 * wide.nLayer * 12 * wide.nEmbd ** 2;
+  for (const [source, weights] of [['a float directory', 'int8'], ['an int8 directory', 'int8'], ['a float directory', 'fp16']] as const) {
+    it(`${weights} from ${source} never holds the float32 weights: peak bytes of load and generation stay under its weights + 1/4 of the float32 matrices`, async () => {
+      const dir = await tempDir();
+      const f = new GPT(wide, { backend: cpu, seed: 6 });
+      await saveGPT2(source === 'an int8 directory' ? await quantize(f, 'int8') : f, dir);
+      const fresh = new CpuBackend();
+      const model = await loadGPT2(dir, { backend: fresh, weights });
+      const out = await model.generate(tensor(Int32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), { shape: [1, 8], dtype: 'int32', backend: fresh }), { maxNewTokens: 4, seed: 1 });
+      assert.equal(out.shape[1], 12);
+      const bound = weightBytes(model) + floatLinearBytes / 4;
+      const { peakBytes } = fresh.memory();
+      assert.ok(peakBytes < bound, `peak ${peakBytes} bytes, bound ${bound} (${weights} weights ${weightBytes(model)}, float32 Linear weights ${floatLinearBytes})`);
+    });
+  }
 });
 
 describe('int8 on a trained model', () => {

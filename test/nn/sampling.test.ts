@@ -81,6 +81,16 @@ describe('GPT.generate on the device', () => {
       assert.ok(!text.includes(stop) && free[i]!.startsWith(text), `sample ${i}`);
       assert.equal(streamed[i], text, `sample ${i} streamed`);
     });
+    // Several stop strings: each sample ends at the first of them to appear in it.
+    const other = free[1]!.slice(2, 4);
+    const both = await sampleTexts(m, tok, 'ab', { maxNewTokens: 12, seed: 7, numSamples: 3, temperature: 1.5, stop: [stop, other] });
+    both.forEach((text, i) => {
+      const ends = [stop, other].map((s) => free[i]!.indexOf(s)).filter((at) => at >= 0);
+      assert.equal(text, free[i]!.slice(0, ends.length ? Math.min(...ends) : undefined), `sample ${i}`);
+    });
+    const cutByOther = (t: string) => t.includes(other) && (!t.includes(stop) || t.indexOf(other) < t.indexOf(stop));
+    assert.ok(free.some(cutByOther), 'the second stop string ends a sample before the first would');
+    await assert.rejects(sampleTexts(m, tok, 'ab', { maxNewTokens: 1, stop: [''] }), (e: Error) => e instanceof GenerationError && /stop string 0 is empty/.test(e.message));
   });
 });
 
