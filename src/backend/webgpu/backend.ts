@@ -34,7 +34,7 @@ import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
-import { matmul as matmulSimple } from './kernels/matmul-simple.js';
+import { matmulSimple } from './kernels/matmul-simple.js';
 import { quantizedMatmul } from './kernels/quantized-matmul.js';
 import { sample } from './kernels/sample.js';
 import { MatmulKernels, type MatmulCall, type MatmulKernelsOptions } from './kernels/matmul.js';
@@ -315,10 +315,6 @@ export class WebGPUBackend implements Backend, Fusions {
 
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
     const kernels = this.matmulKernels;
-    if (!kernels) {
-      matmulSimple(this.rt, a, b, out, spec);
-      return;
-    }
     if ([a, b, out].some((v) => v.dtype === 'int32')) throw new BackendError(`webgpu: matmul of ${a.dtype} x ${b.dtype} -> ${out.dtype}: integer matmul is not supported`);
     const operand = (v: View) => ({ buffer: (v.buf as GpuBuf).block.gpu, dtype: v.dtype as 'float32', offset: v.offset });
     const call: MatmulCall = {
@@ -345,6 +341,10 @@ export class WebGPUBackend implements Backend, Fusions {
       this.matmul(a, b, acc, spec);
       this.cast(acc, out);
       this.free(acc.buf);
+      return;
+    }
+    if (!kernels) {
+      for (const p of parts) matmulSimple(this.rt, p, { a: a.buf, b: b.buf, c: out.buf, bias: spec.bias?.buf, pre: spec.preGelu?.buf });
       return;
     }
     this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });
