@@ -175,6 +175,13 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       (e: Error) => e instanceof mp.MixprecError && /attention of one \(batch, head\) pair \(200 queries, 200 keys of 8\) needs \d+ bytes, more than this adapter's maxStorageBufferBindingSize of 4096/.test(e.message));
   });
 
+  test('a tensor larger than maxBufferSize (one buffer per tensor) is refused naming the tensor, its shape, bytes and the limit', () => {
+    const limit = webgpu().rt.maxBufferBytes, dim = 4;
+    const rows = Math.floor(limit / (4 * dim)) + 1;
+    assert.throws(() => new mp.Embedding(rows, dim, { backend: webgpu() }), (e: Error) => e instanceof mp.MixprecError && e.message.startsWith(
+      `Embedding(${rows}, ${dim}).weight, a [${rows}, ${dim}] float32 tensor: webgpu: a float32 buffer of ${rows * dim} elements (a tensor is held in one buffer) needs ${rows * dim * 4} bytes, more than this adapter's maxBufferSize of ${limit} bytes`));
+  });
+
   test('AdamW with master weights and the sum of squares over tensors larger than one binding', () => collect(async (check) => {
     for (const dtype of FLOATS) {
       const master = dtype !== 'float32';
