@@ -27,7 +27,7 @@ import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
 import { byRowRanges, tooLarge } from './split.js';
 import {
-  gatherRows, layerNormBackwardInParts, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
+  gatherRows, layerNormBackwardInParts, matmulAlongK, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
 } from './split-ops.js';
 import * as nn from './kernels/nn.js';
 import * as embedding from './kernels/embedding.js';
@@ -334,13 +334,8 @@ export class WebGPUBackend implements Backend, Fusions {
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
     const parts = matmulFits(this.rt, call) ? [call] : matmulParts(this.rt, call);
-    if (out.dtype !== 'float32' && parts.some((p) => p.k < call.k)) {
-      // Parts along K add up in a float32 product, rounded once at the end as the unsplit product is.
-      const acc: View = { buf: this.rt.alloc('float32', out.size), offset: 0, size: out.size, dtype: 'float32' };
-      if (spec.accumulate) this.cast(out, acc);
-      this.matmul(a, b, acc, spec);
-      this.cast(acc, out);
-      this.free(acc.buf);
+    if ((out.dtype !== 'float32' || spec.gelu) && parts.some((p) => p.k < call.k)) {
+      matmulAlongK(this, (acc, s) => this.matmul(a, b, acc, s), out, spec);
       return;
     }
     if (!kernels) {

@@ -116,6 +116,17 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
           const batched = { batch: 2, m: 4, n, k, transA: false, transB: true, strideA: 3 * k, strideB: 0 };
           g.matmul(ga, gw, gl, batched); cpu.matmul(ca, cw, cl, batched);
           await check(() => near(gl, cl, tol, `batched matmul ${dtype}`));
+          // The MLP's first product: B stored [K, N] is split along K, and the bias, the pre-activation
+          // and GELU (then accumulation into C) apply to the float32 sum of the parts.
+          const [gx2, cx2] = two(dtype, uniform(m * n, 10));
+          const [gpre, cpre] = twoEmpty(dtype, m * k);
+          const [gh, ch] = two(dtype, uniform(m * k, 11));
+          const mlp = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0, gelu: true };
+          for (const accumulate of [false, true]) {
+            g.matmul(gx2, gw, gh, { ...mlp, accumulate, bias: gbias, preGelu: gpre }); cpu.matmul(cx2, cw, ch, { ...mlp, accumulate, bias: cbias, preGelu: cpre });
+            await check(() => near(gpre, cpre, { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 }, `matmul K split, pre-activation ${dtype}`));
+            await check(() => near(gh, ch, { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 }, `matmul K split, GELU${accumulate ? ' accumulated' : ''} ${dtype}`));
+          }
         }
       } finally {
         if (g !== webgpu()) g.destroy();
@@ -278,6 +289,20 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
         assert.ok(cpuLosses[5]! < cpuLosses[0]!, `the model learns (${cpuLosses[0]} -> ${cpuLosses[5]})`);
         cpuLosses.forEach((c, k) => assert.ok(Math.abs(gpuLosses[k]! - c) <= CURVE_TOLERANCE[precision]!, `${precision} step ${k}: webgpu ${gpuLosses[k]} vs cpu ${c}`));
       }
+    } finally {
+      gpu.destroy();
+    }
+  });
+  test('a GPT whose attention is split by batches too follows the CPU loss curve', async () => {
+    // Under 16 KiB every weight matrix, the token table, the logits and the fused [4, 16, 192]
+    // projection (48 KiB; 12 KiB a batch) are processed in parts.
+    const shape = { config: mp.gptConfig('tiny', { vocabSize: 128, nLayer: 1, nEmbd: 64, nHead: 4, blockSize: 16 }), B: 4, T: 16 };
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 16 * 1024 });
+    try {
+      const cpuLosses = await lossCurve(new mp.CpuBackend(), 'fp16', 4, shape);
+      const gpuLosses = await lossCurve(gpu, 'fp16', 4, shape);
+      assert.ok(cpuLosses[3]! < cpuLosses[0]!, `the model learns (${cpuLosses[0]} -> ${cpuLosses[3]})`);
+      cpuLosses.forEach((c, k) => assert.ok(Math.abs(gpuLosses[k]! - c) <= CURVE_TOLERANCE.fp16!, `step ${k}: webgpu ${gpuLosses[k]} vs cpu ${c}`));
     } finally {
       gpu.destroy();
     }
