@@ -260,7 +260,9 @@ function assign(param: Tensor, first: number, t: Stored): void {
 /**
  * Reads a tensor into a parameter piece by piece (an even number of elements
  * each, so 16-bit pieces start on whole words); with `tied`, checks that the
- * tied tensor holds the same values, piece by piece too.
+ * tied tensor holds the same values, piece by piece too. Waits for the backend
+ * after each piece, so that a device's staging copy of the data (WebGPU's
+ * writeBuffer) is released piece by piece too, not held until the end.
  */
 async function loadPieces(reader: SafetensorsReader, param: Tensor, source: TensorInfo, tied: TensorInfo | undefined, pieceElements: number): Promise<void> {
   const piece = Math.max(2, pieceElements - (pieceElements % 2));
@@ -271,6 +273,7 @@ async function loadPieces(reader: SafetensorsReader, param: Tensor, source: Tens
       throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', tied.name);
     }
     assign(param, first, stored);
+    await param.backend.sync();
   }
 }
 
