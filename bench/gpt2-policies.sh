@@ -11,14 +11,18 @@
 # is recorded as such. The loss is logged every step and the final evaluation
 # reads a single batch, so the run is the three steps plus loading and saving.
 #
-# Environment: MIXPREC_WEBGPU_MAX_BINDING (lower the binding limit),
+# Environment: INIT_FROM=DIR starts every run from that Hugging Face GPT-2
+# directory (--init-from DIR instead of --model gpt2) and writes
+# bench/results/gpt2-policies-init-from.md; MIXPREC_WEBGPU_MAX_BINDING (lower the binding limit),
 # POLICY_TIMEOUT (seconds per policy, default 1800), WORK_DIR (run directories,
 # default ${TMPDIR:-/tmp}/mixprec-gpt2-policies, removed after each policy:
 # a GPT-2 checkpoint with its AdamW moments is about 1.5 GB).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK_DIR:-${TMPDIR:-/tmp}/mixprec-gpt2-policies}
-OUT="$ROOT/bench/results/gpt2-policies.md"
+OUT="$ROOT/bench/results/gpt2-policies${INIT_FROM:+-init-from}.md"
+MODEL_ARGS=(--model gpt2)
+[ -z "${INIT_FROM:-}" ] || MODEL_ARGS=(--init-from "$(cd "$INIT_FROM" && pwd)")
 POLICIES=("$@")
 [ ${#POLICIES[@]} -gt 0 ] || POLICIES=(fp32 fp16 fp16-master bf16 bf16-master)
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -33,7 +37,7 @@ write_table() { # write_table: the results so far, with the load average now
     echo "# GPT-2 124M on WebGPU, every precision policy"
     echo
     echo "\`bench/gpt2-policies.sh\`, started $STARTED on $(nproc) CPU cores; adapter: $ADAPTER."
-    echo "Command: \`mixprec train --model gpt2 --tokenizer gpt2 --backend webgpu --max-steps 3"
+    echo "Command: \`mixprec train ${MODEL_ARGS[*]} --tokenizer gpt2 --backend webgpu --max-steps 3"
     echo "--batch-size 1 --block-size 128 --precision POLICY --log-interval 1 --eval-steps 1\`."
     echo "Step times are wall-clock seconds of one optimizer step (128 tokens); step 1 counts from"
     echo "the trainer's creation (initialising the model, tokenizing the data, compiling the kernels)."
@@ -76,7 +80,7 @@ for policy in "${POLICIES[@]}"; do
   rm -rf "$dir"
   t0=$(date +%s)
   (cd "$ROOT" && timeout "${POLICY_TIMEOUT:-1800}" node --import tsx src/cli/main.ts train \
-    --model gpt2 --tokenizer gpt2 --backend webgpu --max-steps 3 --batch-size 1 --block-size 128 \
+    "${MODEL_ARGS[@]}" --tokenizer gpt2 --backend webgpu --max-steps 3 --batch-size 1 --block-size 128 \
     --precision "$policy" --log-interval 1 --eval-steps 1 --out "$dir") > "$WORK/$policy.log" 2>&1
   rc=$?
   seconds=$(( $(date +%s) - t0 ))
