@@ -59,7 +59,7 @@ row_of() { # row_of POLICY RUN_DIR SECONDS STATUS
     let recs = [];
     try { recs = fs.readFileSync(dir + "/metrics.jsonl", "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "train"); } catch {}
     const cell = (i, f) => (recs[i] ? f(recs[i]) : "-");
-    const loss = [0, 1, 2].map((i) => cell(i, (r) => r.loss.toFixed(3)));
+    const loss = [0, 1, 2].map((i) => cell(i, (r) => r.loss.toFixed(4)));
     // elapsedSec counts from the start of training, so step i took the difference from step i - 1.
     const time = [0, 1, 2].map((i) => cell(i, (r) => (r.elapsedSec - (i > 0 ? recs[i - 1].elapsedSec : 0)).toFixed(1)));
     console.log(`| ${policy} | ${loss.join(" | ")} | ${time.join(" | ")} | ${seconds} | ${status} |`);
