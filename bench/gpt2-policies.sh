@@ -34,7 +34,7 @@ STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 write_table() { # write_table: the results so far, with the load average now
   {
-    echo "# GPT-2 124M on WebGPU, every precision policy"
+    echo "# GPT-2 124M on WebGPU, every precision policy${INIT_FROM:+, from a GPT-2 directory}"
     echo
     echo "\`bench/gpt2-policies.sh\`, started $STARTED on $(nproc) CPU cores; adapter: $ADAPTER."
     echo "Command: \`mixprec train ${MODEL_ARGS[*]} --tokenizer gpt2 --backend webgpu --max-steps 3"
