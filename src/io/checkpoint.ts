@@ -19,6 +19,7 @@
 // every file against the digests, so damage is reported, never trained on.
 
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lstat, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -105,9 +106,15 @@ function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-async function digest(file: string): Promise<{ bytes: number; sha256: string }> {
-  const data = await readFile(file);
-  return { bytes: data.byteLength, sha256: createHash('sha256').update(data).digest('hex') };
+/** Size and SHA-256 of a file, read as a stream: an optimizer state file passes 2 GiB (GPT-2 medium's is 2.8 GB). */
+export async function fileDigest(file: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).byteLength;
+  }
+  return { bytes, sha256: hash.digest('hex') };
 }
 
 function paramName(p: { name?: string }, index: number): string {
@@ -139,7 +146,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     await writeFileAtomic(join(tmp, OPTIMIZER_META_FILE), json(meta));
     await writeFileAtomic(join(tmp, SCALER_FILE), json(scaler));
     const files: TrainerStateFile['files'] = {};
-    for (const f of DIGESTED_FILES) files[f] = await digest(join(tmp, f));
+    for (const f of DIGESTED_FILES) files[f] = await fileDigest(join(tmp, f));
     const state: TrainerStateFile = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, ...c.state, files };
     await writeFileAtomic(join(tmp, TRAINER_STATE_FILE), json(state));
   });
@@ -296,7 +303,7 @@ async function readCheckpointAt(dir: string, save: string | null): Promise<Check
     const expected = state.files[f]!;
     let actual: { bytes: number; sha256: string };
     try {
-      actual = await digest(path);
+      actual = await fileDigest(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new CheckpointError(path, code === 'ENOENT' ? 'is missing' : `cannot be read (${(err as Error).message})`);

@@ -178,7 +178,14 @@ export interface LoadGPT2Options {
   weights?: WeightFormat;
   /** Inputs per scale when quantizing (int4: 32 or 64). */
   groupSize?: number;
+  /**
+   * Elements of a tensor read, converted and written to the backend at a time (default 2^22:
+   * 16 MiB of float32), so that loading holds one piece of a tensor on the host, not all of it.
+   */
+  pieceElements?: number;
 }
+
+const PIECE_ELEMENTS = 1 << 22;
 
 const FLOAT_STORED: SafetensorsDType[] = ['F32', 'F16', 'BF16', 'F64'];
 
@@ -224,13 +231,16 @@ function planLoad(reader: SafetensorsReader, config: GPTConfig): { sources: Map<
   return { sources, lmHead };
 }
 
-/** Values of a stored tensor as float32 (float64 for F64); exact for every float type. */
-function widen(t: RawTensor): Float32Array | Float64Array {
+/** Stored data: a tensor or a piece of one. */
+type Stored = Pick<RawTensor, 'dtype' | 'data'>;
+
+/** Values of stored data as float32 (float64 for F64); exact for every float type. */
+function widen(t: Stored): Float32Array | Float64Array {
   const dtype = toMixprecDType(t.dtype);
   return dtype !== undefined && isHalf(dtype) ? decode16(dtype, t.data as Uint16Array) : t.data as Float32Array | Float64Array;
 }
 
-function sameValues(a: RawTensor, b: RawTensor): boolean {
+function sameValues(a: Stored, b: Stored): boolean {
   if (a.dtype === b.dtype) {
     const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
     const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
@@ -240,10 +250,38 @@ function sameValues(a: RawTensor, b: RawTensor): boolean {
   return x.every((v, i) => v === y[i] || (Number.isNaN(v) && Number.isNaN(y[i]!)));
 }
 
-/** Writes stored data into a parameter: the bits themselves when the dtypes agree, else the values rounded to the parameter's dtype. */
-function assign(param: Tensor, t: RawTensor): void {
-  if (toMixprecDType(t.dtype) === param.dtype) param.backend.writeRaw(param.storageView, t.data as Float32Array | Float64Array | Uint16Array);
-  else param.backend.write(param.storageView, widen(t));
+/**
+ * Writes stored data into elements [first, first + its length) of a parameter: the bits themselves
+ * when the dtypes agree, else the values rounded to the parameter's dtype (through float32 first
+ * with `throughFloat32`, so the bits are those of converting a float32 model).
+ */
+function assign(param: Tensor, first: number, t: Stored, throughFloat32: boolean): void {
+  const view = { ...param.storageView, offset: param.storageView.offset + first, size: t.data.length };
+  if (toMixprecDType(t.dtype) === param.dtype) param.backend.writeRaw(view, t.data as Float32Array | Float64Array | Uint16Array);
+  else param.backend.write(view, throughFloat32 ? Float32Array.from(widen(t)) : widen(t));
+}
+
+/**
+ * Reads a tensor into a parameter piece by piece (an even number of elements
+ * each, so 16-bit pieces start on whole words); with `tied`, checks that the
+ * tied tensor holds the same values, piece by piece too. Waits for the backend
+ * after each piece, so that a device's staging copy of the data (WebGPU's
+ * writeBuffer) is released piece by piece too, not held until the end.
+ */
+async function loadPieces(
+  reader: SafetensorsReader, param: Tensor, source: TensorInfo, tied: TensorInfo | undefined,
+  { pieceElements, throughFloat32 }: { pieceElements: number; throughFloat32: boolean },
+): Promise<void> {
+  const piece = Math.max(2, pieceElements - (pieceElements % 2));
+  for (let first = 0; first < param.size; first += piece) {
+    const count = Math.min(piece, param.size - first);
+    const stored = { dtype: source.dtype, data: await reader.readElements(source.name, first, count) };
+    if (tied && !sameValues(stored, { dtype: tied.dtype, data: await reader.readElements(tied.name, first, count) })) {
+      throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', tied.name);
+    }
+    assign(param, first, stored, throughFloat32);
+    await param.backend.sync();
+  }
 }
 
 /**
@@ -257,6 +295,8 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
   if (opts.dropout !== undefined) config.dropout = config.attnDropout = opts.dropout;
   const dtype = parseDType(opts.dtype ?? 'float32');
   if (dtype === 'int32') throw new GPT2CheckpointError(dir, 'parameters must be floating point', 'dtype');
+  const pieceElements = opts.pieceElements ?? PIECE_ELEMENTS;
+  if (!Number.isInteger(pieceElements) || pieceElements < 1) throw new GPT2CheckpointError(dir, `must be a positive integer, got ${pieceElements}`, 'pieceElements');
 
   const weightsFile = join(dir, WEIGHTS_FILE);
   const reader = await SafetensorsReader.open(weightsFile).catch((err: Error) => {
@@ -278,14 +318,8 @@ export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise
     const castTo = fromFloat32 === 'fp16' || fromFloat32 === 'bf16' ? parseDType(fromFloat32) as FloatDType : undefined;
     model = quantizeTo ? emptyQuantizedGPT(config, opts) : new GPT(config, { backend: opts.backend, dtype: castTo ?? dtype, seed: opts.seed, init: 'none' });
     for (const [name, param] of model.namedParameters()) {
-      const stored = await reader.read(sources.get(name)!.name);
-      if (name === 'wte.weight' && lmHead) {
-        if (!sameValues(stored, await reader.read(lmHead.name))) {
-          throw new GPT2CheckpointError(reader.file, 'differs from wte.weight: untied output heads are not supported', lmHead.name);
-        }
-      }
-      if ((quantizeTo || castTo) && param.dtype !== toMixprecDType(stored.dtype)) param.backend.write(param.storageView, Float32Array.from(widen(stored)));
-      else assign(param, stored);
+      const tied = name === 'wte.weight' ? lmHead : undefined;
+      await loadPieces(reader, param, sources.get(name)!, tied, { pieceElements, throughFloat32: Boolean(quantizeTo || castTo) });
     }
     if (quantizeTo) {
       const groupSize = groupSizeFor(model, quantizeTo, opts.groupSize);

@@ -355,12 +355,21 @@ export class SafetensorsReader {
   /** One tensor's data in a fresh, aligned buffer of its own. */
   async read(name: string): Promise<RawTensor> {
     const t = this.info(name);
+    return { dtype: t.dtype, shape: t.shape, data: await this.readElements(name, 0, t.byteLength / ITEM_SIZE[t.dtype]) };
+  }
+
+  /** Elements [first, first + count) of one tensor (flat) in a fresh, aligned buffer: a tensor read in pieces is never whole on the host. */
+  async readElements(name: string, first: number, count: number): Promise<TensorData> {
+    const t = this.info(name), item = ITEM_SIZE[t.dtype], size = t.byteLength / item;
+    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > size) {
+      throw new SafetensorsError(this.file, `elements [${first}, ${first + count}) are not within its ${size} elements`, name);
+    }
     const handle = this.handle;
     if (handle === undefined) throw new SafetensorsError(this.file, 'reader is closed', name);
     // A fresh ArrayBuffer is aligned for every element type, whatever the offset in the file.
-    const buffer = new ArrayBuffer(t.byteLength);
-    await readExactly(handle, this.file, new Uint8Array(buffer), t.byteOffset, 'tensor data', name);
-    return { dtype: t.dtype, shape: t.shape, data: ARRAY_TYPE[t.dtype].make(buffer) };
+    const buffer = new ArrayBuffer(count * item);
+    await readExactly(handle, this.file, new Uint8Array(buffer), t.byteOffset + first * item, 'tensor data', name);
+    return ARRAY_TYPE[t.dtype].make(buffer);
   }
 
   /** One tensor widened or narrowed to float32 (F64 rounds; I64 beyond 2^24 loses precision). */

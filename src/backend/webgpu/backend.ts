@@ -27,14 +27,14 @@ import { is16Bit, nonzeroMask } from './storage.js';
 import * as ew from './kernels/elementwise.js';
 import { byRowRanges, tooLarge } from './split.js';
 import {
-  gatherRows, layerNormBackwardInParts, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
+  gatherRows, layerNormBackwardInParts, matmulAlongK, matmulFits, matmulParts, reduceInParts, updateRanges, viewRanges,
 } from './split-ops.js';
 import * as nn from './kernels/nn.js';
 import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
-import { matmul as matmulSimple } from './kernels/matmul-simple.js';
+import { matmulSimple } from './kernels/matmul-simple.js';
 import { quantizedMatmul } from './kernels/quantized-matmul.js';
 import { sample } from './kernels/sample.js';
 import { MatmulKernels, type MatmulCall, type MatmulKernelsOptions } from './kernels/matmul.js';
@@ -315,10 +315,6 @@ export class WebGPUBackend implements Backend, Fusions {
 
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
     const kernels = this.matmulKernels;
-    if (!kernels) {
-      matmulSimple(this.rt, a, b, out, spec);
-      return;
-    }
     if ([a, b, out].some((v) => v.dtype === 'int32')) throw new BackendError(`webgpu: matmul of ${a.dtype} x ${b.dtype} -> ${out.dtype}: integer matmul is not supported`);
     const operand = (v: View) => ({ buffer: (v.buf as GpuBuf).block.gpu, dtype: v.dtype as 'float32', offset: v.offset });
     const call: MatmulCall = {
@@ -338,13 +334,12 @@ export class WebGPUBackend implements Backend, Fusions {
       ? `matmul ${spec.batch > 1 ? `${spec.batch}x` : ''}${spec.m}x${spec.n}x${spec.k} ${spec.transA ? 'T' : 'N'}${spec.transB ? 'T' : 'N'} ${[a, b, out].map((v) => v.dtype.replace('float', 'f').replace('bf', 'bf')).join(',')}`
       : 'matmul';
     const parts = matmulFits(this.rt, call) ? [call] : matmulParts(this.rt, call);
-    if (out.dtype !== 'float32' && parts.some((p) => p.k < call.k)) {
-      // Parts along K add up in a float32 product, rounded once at the end as the unsplit product is.
-      const acc: View = { buf: this.rt.alloc('float32', out.size), offset: 0, size: out.size, dtype: 'float32' };
-      if (spec.accumulate) this.cast(out, acc);
-      this.matmul(a, b, acc, spec);
-      this.cast(acc, out);
-      this.free(acc.buf);
+    if ((out.dtype !== 'float32' || spec.gelu) && parts.some((p) => p.k < call.k)) {
+      matmulAlongK(this, (acc, s) => this.matmul(a, b, acc, s), out, spec);
+      return;
+    }
+    if (!kernels) {
+      for (const p of parts) matmulSimple(this.rt, p, { a: a.buf, b: b.buf, c: out.buf, bias: spec.bias?.buf, pre: spec.preGelu?.buf });
       return;
     }
     this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });

@@ -59,7 +59,7 @@ export class BufferPool {
     if (!Number.isInteger(size) || size < 0) throw new BackendError(`webgpu: cannot allocate ${size} elements of ${dtype}`);
     const need = bufferBytes(dtype, size);
     const what = `a ${dtype} buffer of ${size} elements`;
-    if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', what);
+    if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', `${what} (a tensor is held in one buffer)`);
     // A buffer that fits one binding gets a block that does too; a larger one is bound in windows (split.ts).
     const cap = need <= this.maxBindingBytes ? this.maxBindingBytes : this.maxBufferBytes;
     const cls = Math.min(sizeClass(need), Math.floor(cap / 16) * 16) || 16;

@@ -3,7 +3,7 @@
 // M, N and K, the multi-tensor update and sum of squares by element ranges,
 // and reductions by outer or reduced ranges.
 
-import type { ReduceOp, View } from '../backend.js';
+import type { Backend, Fusions, MatmulSpec, ReduceOp, View } from '../backend.js';
 import type { UpdateCall, UpdateRule } from '../update-rule.js';
 import { BufferTooLargeError } from './errors.js';
 import type { GpuBuf, Runtime } from './runtime.js';
@@ -83,8 +83,8 @@ export function matmulFits(rt: Runtime, call: MatmulCall): boolean {
  * The parts of a product too large for one binding, as calls on sub-blocks of
  * the same buffers (the matmul kernels bind only the range a matrix occupies).
  * Tiles are halved along the dimension that most shrinks the operand that does
- * not fit (its stored rows first). Parts along K accumulate into C; so a split
- * along K cannot take a GELU epilogue.
+ * not fit (its stored rows first). Parts along K accumulate into C, so a split
+ * along K into a 16-bit C or with a GELU epilogue goes through matmulAlongK.
  */
 export function matmulParts(rt: Runtime, call: MatmulCall): MatmulCall[] {
   const batch = call.batch ?? 1;
@@ -113,9 +113,6 @@ export function matmulParts(rt: Runtime, call: MatmulCall): MatmulCall[] {
     if (tile[dim] === 1) throw new BufferTooLargeError(span(s) * bytesOf(s.operand), rt.maxBindingBytes, 'maxStorageBufferBindingSize', `one element row of matmul operand ${s.name}`);
     tile[dim] = Math.ceil(tile[dim] / 2);
   }
-  if (tile.k < size.k && call.gelu) {
-    throw new BufferTooLargeError(call.k * bytesOf(call.a), rt.maxBindingBytes, 'maxStorageBufferBindingSize', 'a matmul with a GELU epilogue split along K');
-  }
   const parts: MatmulCall[] = [];
   for (let m0 = 0; m0 < size.m; m0 += tile.m) {
     for (let n0 = 0; n0 < size.n; n0 += tile.n) {
@@ -136,6 +133,28 @@ export function matmulParts(rt: Runtime, call: MatmulCall): MatmulCall[] {
     }
   }
   return parts;
+}
+
+/**
+ * A product split along K whose parts cannot add up in C itself: they add up
+ * in a float32 product (with the bias), which is then stored as the unsplit
+ * kernel stores its accumulator: the pre-activation, GELU, accumulation into
+ * C, each rounded once to its output's dtype. `matmul` runs the float32 product.
+ */
+export function matmulAlongK(
+  backend: Pick<Backend, 'alloc' | 'free' | 'unary' | 'binary'> & Pick<Fusions, 'cast'>, matmul: (out: View, spec: MatmulSpec) => void,
+  out: View, spec: MatmulSpec,
+): void {
+  const acc: View = { buf: backend.alloc('float32', out.size), offset: 0, size: out.size, dtype: 'float32' };
+  const flat = (v: View) => ({ view: v, offset: 0, strides: [1] });
+  const addInto = spec.accumulate && !spec.gelu;
+  if (addInto) backend.cast(out, acc);
+  matmul(acc, { ...spec, gelu: false, preGelu: undefined, accumulate: addInto });
+  if (spec.preGelu) backend.cast(acc, spec.preGelu);
+  if (spec.gelu) backend.unary('gelu', acc, acc);
+  if (spec.gelu && spec.accumulate) backend.binary('add', flat(out), flat(acc), out, [out.size]);
+  else backend.cast(acc, out);
+  backend.free(acc.buf);
 }
 
 // ---- multi-tensor kernels by element ranges ----

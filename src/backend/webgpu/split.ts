@@ -77,6 +77,21 @@ function windows(touches: readonly Touch[]): { buf: GpuBuf; at: number }[] {
   });
 }
 
+/**
+ * Bytes of the largest binding that windowViews would make for `ranges` (operands
+ * on one block share a window), with the slack a window may need at its ends.
+ */
+export function windowBytes(ranges: readonly { view: View; lo: number; hi: number }[]): number {
+  const byBlock = new Map<unknown, { lo: number; hi: number; bytes: number }>();
+  for (const r of ranges) {
+    const g = r.view.buf as GpuBuf;
+    const lo = absolute(g, r.view.offset + r.lo), hi = absolute(g, r.view.offset + r.hi);
+    const b = byBlock.get(g.block);
+    if (b) { b.lo = Math.min(b.lo, lo); b.hi = Math.max(b.hi, hi); } else byBlock.set(g.block, { lo, hi, bytes: elementBytes(g.dtype) });
+  }
+  return Math.max(0, ...[...byBlock.values()].map((b) => (b.hi - b.lo) * b.bytes + SLACK));
+}
+
 /** Views on windows for elements [lo, hi) of each view (relative to its offset). */
 export function windowViews(ranges: readonly { view: View; lo: number; hi: number }[]): View[] {
   const touches = ranges.map((r) => ({ view: r.view, lo: r.view.offset + r.lo, hi: r.view.offset + r.hi }));

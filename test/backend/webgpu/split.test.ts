@@ -5,7 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Strided, View } from '../../../src/backend/backend.js';
+import type { AttentionSpec, HeadLayout, Strided, View } from '../../../src/backend/backend.js';
+import type { DType } from '../../../src/dtype/dtype.js';
 import { ADAMW_RULE as adamw } from '../../../src/optim/adamw.js';
 import * as mp from '../../../src/index.js';
 import { createWebGPUBackend } from '../../../src/backend/webgpu/backend.js';
@@ -13,7 +14,7 @@ import { CURVE_TOLERANCE, lossCurve } from '../../helpers/training-curve.js';
 
 process.env.MIXPREC_WEBGPU_MAX_BINDING = '4096';
 const {
-  FLOATS, both, bothEmpty, collect, compare, compareBits, cpu, rtolFor, skip, uniform, webgpu, whole,
+  FLOATS, assertClose, both, bothEmpty, collect, compare, compareBits, cpu, empty, normal, rtolFor, skip, uniform, upload, webgpu, whole,
 } = await import('./helpers.js');
 
 const LIMIT = 4096;
@@ -81,36 +82,116 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
     }
   }));
 
-  test('matmul split along N, K and M, batched, with bias', () => collect(async (check) => {
-    // [m, k] x [n, k]^T with a large B (the LM head), [m, n] x [n, k] (its input gradient, split
-    // along K) and [n, m]^T x [n, k] with a large output (its weight gradient, split along M).
-    const m = 8, n = 256, k = 24;
-    for (const dtype of FLOATS) {
-      const tol = { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 };
-      const [ga, ca] = both(dtype, uniform(m * k, 6));
-      const [gw, cw] = both(dtype, uniform(n * k, 7));
-      const [gbias, cbias] = both(dtype, uniform(n, 8));
-      const [gl, cl] = bothEmpty('float32', m * n);
-      const fwd = { batch: 1, m, n, k, transA: false, transB: true, strideA: 0, strideB: 0 };
-      webgpu().matmul(ga, gw, gl, { ...fwd, bias: gbias }); cpu.matmul(ca, cw, cl, { ...fwd, bias: cbias });
-      await check(() => compare(gl, cl, tol, `matmul N split ${dtype}`));
-      const [gg, cg] = both(dtype, uniform(m * n, 9));
-      const [gx, cx] = bothEmpty('float32', m * k);
-      const back = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0 };
-      webgpu().matmul(gg, gw, gx, back); cpu.matmul(cg, cw, cx, back);
-      await check(() => compare(gx, cx, tol, `matmul K split ${dtype}`));
-      const [gx16, cx16] = bothEmpty(dtype, m * k);
-      webgpu().matmul(gg, gw, gx16, back); cpu.matmul(cg, cw, cx16, back);
-      await check(() => compare(gx16, cx16, { rtol: rtolFor(dtype), atol: 1e-4 }, `matmul K split into ${dtype}`));
-      const [gdw, cdw] = bothEmpty('float32', n * k);
-      const grad = { batch: 1, m: n, n: k, k: m, transA: true, transB: false, strideA: 0, strideB: 0 };
-      webgpu().matmul(gg, ga, gdw, grad); cpu.matmul(cg, ca, cdw, grad);
-      await check(() => compare(gdw, cdw, tol, `matmul M split ${dtype}`));
-      const batched = { batch: 2, m: 4, n, k, transA: false, transB: true, strideA: 3 * k, strideB: 0 };
-      webgpu().matmul(ga, gw, gl, batched); cpu.matmul(ca, cw, cl, batched);
-      await check(() => compare(gl, cl, tol, `batched matmul ${dtype}`));
+  for (const kernel of ['fast', 'simple'] as const) {
+    test(`matmul split along N, K and M, batched, with bias (${kernel} kernel)`, () => collect(async (check) => {
+      // [m, k] x [n, k]^T with a large B (the LM head), [m, n] x [n, k] (its input gradient, split
+      // along K) and [n, m]^T x [n, k] with a large output (its weight gradient, split along M).
+      const g = kernel === 'fast' ? webgpu() : await createWebGPUBackend({ register: false, matmul: 'simple' });
+      const two = (dtype: DType, data: number[]): [View, View] => [upload(g, dtype, data), upload(cpu, dtype, data)];
+      const twoEmpty = (dtype: DType, size: number): [View, View] => [empty(g, dtype, size), empty(cpu, dtype, size)];
+      const near = async (gv: View, cv: View, tol: { rtol: number; atol: number }, what: string) => assertClose(await g.read(gv), await cpu.read(cv), tol, what);
+      const m = 8, n = 256, k = 24;
+      try {
+        for (const dtype of FLOATS) {
+          const tol = { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 };
+          const [ga, ca] = two(dtype, uniform(m * k, 6));
+          const [gw, cw] = two(dtype, uniform(n * k, 7));
+          const [gbias, cbias] = two(dtype, uniform(n, 8));
+          const [gl, cl] = twoEmpty('float32', m * n);
+          const fwd = { batch: 1, m, n, k, transA: false, transB: true, strideA: 0, strideB: 0 };
+          g.matmul(ga, gw, gl, { ...fwd, bias: gbias }); cpu.matmul(ca, cw, cl, { ...fwd, bias: cbias });
+          await check(() => near(gl, cl, tol, `matmul N split ${dtype}`));
+          const [gg, cg] = two(dtype, uniform(m * n, 9));
+          const [gx, cx] = twoEmpty('float32', m * k);
+          const back = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0 };
+          g.matmul(gg, gw, gx, back); cpu.matmul(cg, cw, cx, back);
+          await check(() => near(gx, cx, tol, `matmul K split ${dtype}`));
+          const [gx16, cx16] = twoEmpty(dtype, m * k);
+          g.matmul(gg, gw, gx16, back); cpu.matmul(cg, cw, cx16, back);
+          await check(() => near(gx16, cx16, { rtol: rtolFor(dtype), atol: 1e-4 }, `matmul K split into ${dtype}`));
+          const [gdw, cdw] = twoEmpty('float32', n * k);
+          const grad = { batch: 1, m: n, n: k, k: m, transA: true, transB: false, strideA: 0, strideB: 0 };
+          g.matmul(gg, ga, gdw, grad); cpu.matmul(cg, ca, cdw, grad);
+          await check(() => near(gdw, cdw, tol, `matmul M split ${dtype}`));
+          const batched = { batch: 2, m: 4, n, k, transA: false, transB: true, strideA: 3 * k, strideB: 0 };
+          g.matmul(ga, gw, gl, batched); cpu.matmul(ca, cw, cl, batched);
+          await check(() => near(gl, cl, tol, `batched matmul ${dtype}`));
+          // The MLP's first product: B stored [K, N] is split along K, and the bias, the pre-activation
+          // and GELU (then accumulation into C) apply to the float32 sum of the parts.
+          const [gx2, cx2] = two(dtype, uniform(m * n, 10));
+          const [gpre, cpre] = twoEmpty(dtype, m * k);
+          const [gh, ch] = two(dtype, uniform(m * k, 11));
+          const mlp = { batch: 1, m, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0, gelu: true };
+          for (const accumulate of [false, true]) {
+            g.matmul(gx2, gw, gh, { ...mlp, accumulate, bias: gbias, preGelu: gpre }); cpu.matmul(cx2, cw, ch, { ...mlp, accumulate, bias: cbias, preGelu: cpre });
+            await check(() => near(gpre, cpre, { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 }, `matmul K split, pre-activation ${dtype}`));
+            await check(() => near(gh, ch, { rtol: rtolFor(dtype, 1e-5), atol: 1e-4 }, `matmul K split, GELU${accumulate ? ' accumulated' : ''} ${dtype}`));
+          }
+        }
+      } finally {
+        if (g !== webgpu()) g.destroy();
+      }
+    }));
+  }
+
+  test('attention forward and backward by ranges of batches and of heads, separate and fused layouts', () => collect(async (check) => {
+    // Separate [B, H, T, d]: one batch fits in 16-bit, only two heads in float32. Fused [B, T, 3C]:
+    // q, k and v of one batch share a window, so parts are whole batches (one or two).
+    const cases = [
+      { name: 'separate', B: 3, H: 3, T: 40, d: 8, fused: false },
+      { name: 'fused', B: 3, H: 2, T: 16, d: 8, fused: true },
+    ];
+    for (const c of cases) {
+      for (const dtype of FLOATS) {
+        const { B, H, T, d } = c, C = H * d;
+        const spec: AttentionSpec = { batch: B, heads: H, tq: T, tk: T, headDim: d, scale: 1 / Math.sqrt(d), causal: true };
+        const what = `${c.name} ${dtype}`;
+        const tol = (f32: number) => (dtype === 'float32' ? { rtol: f32, atol: f32 } : { rtol: rtolFor(dtype), atol: 4 * rtolFor(dtype) * 0.05 });
+        const sep: HeadLayout = { offset: 0, sB: H * T * d, sH: T * d, sT: d };
+        const inL = (part: number): HeadLayout => (c.fused ? { offset: part * C, sB: T * 3 * C, sH: d, sT: 3 * C } : sep);
+        const oL: HeadLayout = c.fused ? { offset: 0, sB: T * C, sH: d, sT: C } : sep;
+        const n = B * H * T * d;
+        const [gq, cq] = both(dtype, normal(c.fused ? 3 * n : n, 1, 1.5));
+        const [gk, ck] = c.fused ? [gq, cq] : both(dtype, normal(n, 2, 1.5));
+        const [gv, cv] = c.fused ? [gq, cq] : both(dtype, normal(n, 3));
+        const [go, co] = bothEmpty(dtype, n);
+        const [gl, cl] = bothEmpty('float32', B * H * T);
+        webgpu().attention(gq, inL(0), gk, inL(1), gv, inL(2), go, oL, gl, spec);
+        cpu.attention(cq, inL(0), ck, inL(1), cv, inL(2), co, oL, cl, spec);
+        await check(() => compare(go, co, tol(2e-5), `attention o ${what}`));
+        await check(() => compare(gl, cl, { rtol: 1e-5, atol: 1e-5 }, `attention lse ${what}`));
+        const [ggo, cgo] = both(dtype, normal(n, 4));
+        const grads = (): [View, View][] => {
+          if (c.fused) { const g = bothEmpty(dtype, 3 * n); return [g, g, g]; }
+          return [bothEmpty(dtype, n), bothEmpty(dtype, n), bothEmpty(dtype, n)];
+        };
+        const [dq, dk, dv] = grads();
+        webgpu().attentionBackward(gq, inL(0), gk, inL(1), gv, inL(2), go, oL, gl, ggo, oL, dq![0], inL(0), dk![0], inL(1), dv![0], inL(2), spec);
+        cpu.attentionBackward(cq, inL(0), ck, inL(1), cv, inL(2), co, oL, cl, cgo, oL, dq![1], inL(0), dk![1], inL(1), dv![1], inL(2), spec);
+        for (const [name, [g, cc]] of [['dq', dq!], ['dk', dk!], ['dv', dv!]] as const) {
+          await check(() => compare(g, cc, tol(5e-5), `attention ${name} ${what}`));
+        }
+      }
     }
   }));
+
+  test('attention whose one (batch, head) pair is larger than a binding is refused, naming it', () => {
+    const T = 200, d = 8;
+    const spec: AttentionSpec = { batch: 1, heads: 1, tq: T, tk: T, headDim: d, scale: 1, causal: true };
+    const L: HeadLayout = { offset: 0, sB: T * d, sH: T * d, sT: d };
+    const [q] = bothEmpty('float32', T * d);
+    const [o] = bothEmpty('float32', T * d);
+    const [lse] = bothEmpty('float32', T);
+    assert.throws(() => webgpu().attention(q, L, q, L, q, L, o, L, lse, spec),
+      (e: Error) => e instanceof mp.MixprecError && /attention of one \(batch, head\) pair \(200 queries, 200 keys of 8\) needs \d+ bytes, more than this adapter's maxStorageBufferBindingSize of 4096/.test(e.message));
+  });
+
+  test('a tensor larger than maxBufferSize (one buffer per tensor) is refused naming the tensor, its shape, bytes and the limit', () => {
+    const limit = webgpu().rt.maxBufferBytes, dim = 4;
+    const rows = Math.floor(limit / (4 * dim)) + 1;
+    assert.throws(() => new mp.Embedding(rows, dim, { backend: webgpu() }), (e: Error) => e instanceof mp.MixprecError && e.message.startsWith(
+      `Embedding(${rows}, ${dim}).weight, a [${rows}, ${dim}] float32 tensor: webgpu: a float32 buffer of ${rows * dim} elements (a tensor is held in one buffer) needs ${rows * dim * 4} bytes, more than this adapter's maxBufferSize of ${limit} bytes`));
+  });
 
   test('AdamW with master weights and the sum of squares over tensors larger than one binding', () => collect(async (check) => {
     for (const dtype of FLOATS) {
@@ -208,6 +289,20 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
         assert.ok(cpuLosses[5]! < cpuLosses[0]!, `the model learns (${cpuLosses[0]} -> ${cpuLosses[5]})`);
         cpuLosses.forEach((c, k) => assert.ok(Math.abs(gpuLosses[k]! - c) <= CURVE_TOLERANCE[precision]!, `${precision} step ${k}: webgpu ${gpuLosses[k]} vs cpu ${c}`));
       }
+    } finally {
+      gpu.destroy();
+    }
+  });
+  test('a GPT whose attention is split by batches too follows the CPU loss curve', async () => {
+    // Under 16 KiB every weight matrix, the token table, the logits and the fused [4, 16, 192]
+    // projection (48 KiB; 12 KiB a batch) are processed in parts.
+    const shape = { config: mp.gptConfig('tiny', { vocabSize: 128, nLayer: 1, nEmbd: 64, nHead: 4, blockSize: 16 }), B: 4, T: 16 };
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 16 * 1024 });
+    try {
+      const cpuLosses = await lossCurve(new mp.CpuBackend(), 'fp16', 4, shape);
+      const gpuLosses = await lossCurve(gpu, 'fp16', 4, shape);
+      assert.ok(cpuLosses[3]! < cpuLosses[0]!, `the model learns (${cpuLosses[0]} -> ${cpuLosses[3]})`);
+      cpuLosses.forEach((c, k) => assert.ok(Math.abs(gpuLosses[k]! - c) <= CURVE_TOLERANCE.fp16!, `step ${k}: webgpu ${gpuLosses[k]} vs cpu ${c}`));
     } finally {
       gpu.destroy();
     }

@@ -25,11 +25,13 @@
 //
 // q, k, v, o and their gradients are addressed by HeadLayout, so they can be
 // column slices of one fused [B, T, 3C] tensor and their gradients of one
-// [B, T, 3C] gradient.
+// [B, T, 3C] gradient. Operands larger than one binding are processed by
+// ranges of (batch, head) pairs (split-attention.ts).
 
 import type { AttentionSpec, HeadLayout, View } from '../../backend.js';
 import type { Arg, KernelSource, Runtime } from '../runtime.js';
 import { is16Bit, type WriteMode } from '../storage.js';
+import { attentionInParts, type HeadOperand } from '../split-attention.js';
 import {
   backwardKVSubgroupSource, backwardQSubgroupSource, deltaSource, forwardSubgroupSource, quadAligned, subgroupShape, type SubgroupShape,
 } from './attention-subgroup.js';
@@ -54,12 +56,23 @@ function commonValues(spec: AttentionSpec, blocks: number): number[] {
   return [spec.headDim, spec.batch * spec.heads, spec.heads, spec.tq, spec.tk, blocks, spec.causal ? 1 : 0, spec.tk - spec.tq, spec.scale];
 }
 
+const operand = (view: View, layout: HeadLayout, rows: 'q' | 'k'): HeadOperand => ({ view, layout, rows });
+
 export function attention(
   rt: Runtime, q: View, qL: HeadLayout, k: View, kL: HeadLayout, v: View, vL: HeadLayout,
   o: View, oL: HeadLayout, lse: View, spec: AttentionSpec,
 ): void {
+  if (spec.batch * spec.heads * spec.tq === 0) return;
+  const ops = [operand(q, qL, 'q'), operand(k, kL, 'k'), operand(v, vL, 'k'), operand(o, oL, 'q')];
+  attentionInParts(rt, 'attention', spec, ops, lse, ([q, k, v, o], [qL, kL, vL, oL], lse2, part) => attentionPart(
+    rt, q!, qL!, k!, kL!, v!, vL!, o!, oL!, lse2, part));
+}
+
+function attentionPart(
+  rt: Runtime, q: View, qL: HeadLayout, k: View, kL: HeadLayout, v: View, vL: HeadLayout,
+  o: View, oL: HeadLayout, lse: View, spec: AttentionSpec,
+): void {
   const { batch, heads, tq, headDim: d } = spec;
-  if (batch * heads * tq === 0) return;
   // q shares its buffer with k and v in the fused layout, so it is declared like them.
   const sg = subgroupShape(rt, d, quadAligned([q, qL], [k, kL], [v, vL]));
   const wg = pow2Clamp(tq, 16, 64);
@@ -91,9 +104,22 @@ export function attentionBackward(
   gq: View, gqL: HeadLayout, gk: View, gkL: HeadLayout, gv: View, gvL: HeadLayout,
   spec: AttentionSpec,
 ): void {
-  const { batch, heads, tq, tk, headDim: d } = spec;
-  if (batch * heads === 0) return;
-  const grads: HeadGrads = { gq, gqL, gk, gkL, gv, gvL };
+  if (spec.batch * spec.heads === 0) return;
+  const ops = [
+    operand(q, qL, 'q'), operand(k, kL, 'k'), operand(v, vL, 'k'), operand(o, oL, 'q'), operand(go, goL, 'q'),
+    operand(gq, gqL, 'q'), operand(gk, gkL, 'k'), operand(gv, gvL, 'k'),
+  ];
+  attentionInParts(rt, 'attention backward', spec, ops, lse, ([q, k, v, o, go, gq, gk, gv], [qL, kL, vL, oL, goL, gqL, gkL, gvL], lse2, part) => {
+    const grads: HeadGrads = { gq: gq!, gqL: gqL!, gk: gk!, gkL: gkL!, gv: gv!, gvL: gvL! };
+    attentionBackwardPart(rt, q!, qL!, k!, kL!, v!, vL!, o!, oL!, lse2, go!, goL!, grads, part);
+  });
+}
+
+function attentionBackwardPart(
+  rt: Runtime, q: View, qL: HeadLayout, k: View, kL: HeadLayout, v: View, vL: HeadLayout,
+  o: View, oL: HeadLayout, lse: View, go: View, goL: HeadLayout, grads: HeadGrads, spec: AttentionSpec,
+): void {
+  const { tq, tk, headDim: d } = spec;
   const sg = subgroupShape(rt, d, quadAligned([q, qL], [k, kL], [v, vL], [go, goL]));
   if (sg) {
     attentionBackwardSubgroup(rt, sg, q, qL, k, kL, v, vL, o, oL, lse, go, goL, grads, spec);

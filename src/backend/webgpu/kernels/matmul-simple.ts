@@ -2,22 +2,28 @@
 // 8 x 8 invocations, each computing a 4 x 4 block from 16-deep slices of A and
 // B staged in workgroup memory. Handles every MatmulSpec option (batch and
 // batch strides, transposed operands, bias, GELU with its pre-activation,
-// accumulation) and every storage dtype; accumulates in f32.
+// accumulation, row strides) and every storage dtype; accumulates in f32. It
+// takes the calls of the tuned kernels (matmul-plan.ts), so a product too
+// large for one binding runs as the same parts (split-ops.ts), each binding
+// the windows of its operands' buffers that it reads and writes.
 
-import type { MatmulSpec, View } from '../../backend.js';
-import type { Arg, KernelSource, Runtime } from '../runtime.js';
+import type { Buf, View } from '../../backend.js';
+import type { Arg, GpuBuf, KernelSource, Runtime } from '../runtime.js';
 import { is16Bit, type WriteMode } from '../storage.js';
+import { windowViews } from '../split.js';
 import { WGSL_MATH } from './elementwise.js';
+import { resolveMatmul, type MatmulCall } from './matmul-plan.js';
 
 const TILE = 32;
 const KT = 16;
 
 function source(transA: boolean, transB: boolean, bias: boolean, gelu: boolean, pre: boolean, accumulate: boolean): KernelSource {
-  const aIdx = transA ? 'kk * P.m + row' : 'row * P.k + kk';
-  const bIdx = transB ? 'col * P.k + kk' : 'kk * P.n + col';
+  const aIdx = transA ? 'kk * P.lda + row' : 'row * P.lda + kk';
+  const bIdx = transB ? 'col * P.ldb + kk' : 'kk * P.ldb + col';
   return {
     key: `matmulSimple:${transA}:${transB}:${bias}:${gelu}:${pre}:${accumulate}`,
-    params: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'],
+    params: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['lda', 'u32'], ['ldb', 'u32'], ['ldc', 'u32'], ['ldp', 'u32'],
+      ['sa', 'u32'], ['sb', 'u32'], ['sc', 'u32'], ['sp', 'u32'],
       ['o_a', 'u32'], ['o_b', 'u32'], ['o_c', 'u32'], ['o_bias', 'u32'], ['o_pre', 'u32']],
     body: () => `${WGSL_MATH}
 var<workgroup> As: array<f32, ${KT * TILE}>;
@@ -68,12 +74,12 @@ fn epilogue(v0: f32, j: u32) -> f32 {
       let col = c0 + lid.x * 4u + j;
       if (col >= P.n) { break; }
       let two = col + 1u < P.n;
-      let e0 = P.o_c + batch * P.m * P.n + row * P.n + col;
+      let e0 = P.o_c + batch * P.sc + row * P.ldc + col;
       var v0 = epilogue(acc[i][j], col);
       var v1 = 0.0;
       if (two) { v1 = epilogue(acc[i][j + 1u], col + 1u); }
       let msk = select(1u, 3u, two);
-      ${pre ? 'put2_pre(P.o_pre + batch * P.m * P.n + row * P.n + col, v0, v1, msk);' : ''}
+      ${pre ? 'put2_pre(P.o_pre + batch * P.sp + row * P.ldp + col, v0, v1, msk);' : ''}
       ${gelu ? 'v0 = gelu_f(v0); v1 = gelu_f(v1);' : ''}
       ${accumulate ? 'v0 = v0 + load_c(e0); if (two) { v1 = v1 + load_c(e0 + 1u); }' : ''}
       put2_c(e0, v0, v1, msk);
@@ -83,23 +89,46 @@ fn epilogue(v0: f32, j: u32) -> f32 {
   };
 }
 
-/** Rows of n 16-bit elements start on words only at an even offset with n even. */
-function outMode(v: View, n: number): WriteMode {
-  return !is16Bit(v.dtype) || (v.offset % 2 === 0 && n % 2 === 0) ? 'owned' : 'atomic';
+/** 16-bit rows start on words only where the offset, the row stride and the batch stride are even. */
+function outMode(v: View, ld: number, batchStride: number): WriteMode {
+  return !is16Bit(v.dtype) || [v.offset, ld, batchStride].every((x) => x % 2 === 0) ? 'owned' : 'atomic';
 }
 
-export function matmul(rt: Runtime, a: View, b: View, out: View, spec: MatmulSpec): void {
-  const { batch, m, n, k } = spec;
+/** The buffers of a call's operands (the call's offsets are elements of these). */
+export interface SimpleOperands {
+  a: Buf; b: Buf; c: Buf; bias?: Buf; pre?: Buf;
+}
+
+/** One matmul call (a whole product or one part of a split one) through the simple kernel. */
+export function matmulSimple(rt: Runtime, call: MatmulCall, bufs: SimpleOperands): void {
+  const r = resolveMatmul(call);
+  const { batch, m, n, k } = r;
   if (batch * m * n === 0) return;
-  const pre = spec.preGelu;
-  const args: Arg[] = [
-    { name: 'a', buf: a.buf, access: 'read' },
-    { name: 'b', buf: b.buf, access: 'read' },
-    { name: 'c', buf: out.buf, access: 'read_write', mode: outMode(out, n) },
+  const whole = (buf: Buf, dtype: MatmulCall['a']['dtype']): View => ({ buf, offset: 0, size: (buf as GpuBuf).size, dtype });
+  /** Elements [first, end) of `buf` that a matrix of `rows` rows of `cols` at `ld` apart (and `batch` of them) spans. */
+  const range = (buf: Buf, dtype: MatmulCall['a']['dtype'], first: number, stride: number, rows: number, ld: number, cols: number) => (
+    { view: whole(buf, dtype), lo: first, hi: first + (batch - 1) * stride + (Math.max(rows, 1) - 1) * ld + Math.max(cols, 1) });
+  const ranges = [
+    range(bufs.a, call.a.dtype, r.offA, r.strideA, r.transA ? k : m, r.lda, r.transA ? m : k),
+    range(bufs.b, call.b.dtype, r.offB, r.strideB, r.transB ? n : k, r.ldb, r.transB ? k : n),
+    range(bufs.c, call.c.dtype, r.offC, r.strideC, m, r.ldc, n),
   ];
-  if (spec.bias) args.push({ name: 'bias', buf: spec.bias.buf, access: 'read' });
-  if (pre) args.push({ name: 'pre', buf: pre.buf, access: 'read_write', mode: outMode(pre, n) });
-  const src = source(spec.transA, spec.transB, !!spec.bias, !!spec.gelu, !!pre, !!spec.accumulate);
-  rt.dispatch(src, args, [m, n, k, spec.strideA, spec.strideB, a.offset, b.offset, out.offset, spec.bias?.offset ?? 0, pre?.offset ?? 0],
-    [Math.ceil(n / TILE), Math.ceil(m / TILE), batch]);
+  if (call.bias) ranges.push(range(bufs.bias!, call.bias.dtype, r.offBias, 0, 1, n, n));
+  if (call.preGelu) ranges.push(range(bufs.pre!, call.preGelu.dtype, r.offP, r.strideP, m, r.ldp, n));
+  // Each operand is bound as the window of its buffer that the call touches, so a part of a split product fits one binding.
+  const [a, b, out, ...rest] = windowViews(ranges);
+  const bias = call.bias ? rest[0] : undefined;
+  const pre = call.preGelu ? rest[rest.length - 1] : undefined;
+  const args: Arg[] = [
+    { name: 'a', buf: a!.buf, access: 'read' },
+    { name: 'b', buf: b!.buf, access: 'read' },
+    { name: 'c', buf: out!.buf, access: 'read_write', mode: outMode(out!, r.ldc, batch > 1 ? r.strideC : 0) },
+  ];
+  if (bias) args.push({ name: 'bias', buf: bias.buf, access: 'read' });
+  if (pre) args.push({ name: 'pre', buf: pre.buf, access: 'read_write', mode: outMode(pre, r.ldp, batch > 1 ? r.strideP : 0) });
+  const src = source(r.transA, r.transB, !!bias, !!call.gelu, !!pre, !!call.accumulate);
+  rt.dispatch(src, args, [
+    m, n, k, r.lda, r.ldb, r.ldc, r.ldp, r.strideA, r.strideB, r.strideC, r.strideP,
+    a!.offset, b!.offset, out!.offset, bias?.offset ?? 0, pre?.offset ?? 0,
+  ], [Math.ceil(n / TILE), Math.ceil(m / TILE), batch]);
 }
