@@ -14,14 +14,17 @@
 // is kept, and backward re-runs one block at a time. The breakdown's fixed
 // parts come from report/memory.ts's computeMemory on the planned model.
 
+import type { Backend } from '../../backend/backend.js';
 import { parsePolicy, withPolicy, type Policy } from '../../amp/policy.js';
 import { GradScaler } from '../../amp/grad-scaler.js';
 import { itemSize } from '../../dtype/dtype.js';
-import { GPT, countParameters, validateConfig, type GPTConfig } from '../../nn/gpt.js';
+import { GPT, countParameters, validateConfig, type GPTConfig, type GPTInit } from '../../nn/gpt.js';
+import type { AdamW } from '../../optim/adamw.js';
 import { tensor } from '../../tensor/creation.js';
+import type { Tensor } from '../../tensor/tensor.js';
 import { DEFAULT_TRAIN_CONFIG as D, TrainConfigError } from '../../train/config.js';
 import { createOptimizer } from '../../train/run-setup.js';
-import { ampStep } from '../../train/amp-step.js';
+import { ampStep, type AmpStepResult } from '../../train/amp-step.js';
 import { computeMemory } from '../memory.js';
 import { ShapeBackend, type Allocator } from './shape-backend.js';
 
@@ -90,6 +93,64 @@ export interface Fit {
   notes: string[];
 }
 
+/** A training run's model, optimizer and loss scaler, as the trainer builds them. */
+export interface TrainingSetup {
+  model: GPT;
+  optimizer: AdamW;
+  scaler: GradScaler;
+  policy: Policy;
+}
+
+/**
+ * The trainer's set-up for a policy on a backend: the GPT in the policy's
+ * parameter dtype, AdamW with nanoGPT's weight-decay groups (float32 master
+ * weights for 16-bit parameters unless turned off) and the GradScaler of the
+ * policy's loss scaling.
+ */
+export function createTrainingSetup(
+  backend: Backend, config: GPTConfig, policy: Policy,
+  opts: { recompute?: boolean; masterWeights?: boolean; init?: GPTInit; seed?: number } = {},
+): TrainingSetup {
+  const dtype = policy.params as 'float32' | 'float16' | 'bfloat16';
+  const model = new GPT(config, { backend, dtype, init: opts.init, seed: opts.seed, recompute: opts.recompute ?? false });
+  const optimizer = createOptimizer(model, { ...D, masterWeights: opts.masterWeights ?? true });
+  const scaling = policy.lossScaling;
+  const scaler = typeof scaling === 'number'
+    ? new GradScaler({ backend, initScale: scaling, dynamic: false })
+    : new GradScaler({ backend, enabled: scaling === 'dynamic' });
+  return { model, optimizer, scaler, policy };
+}
+
+export function disposeTrainingSetup(s: TrainingSetup): void {
+  s.scaler.dispose();
+  s.optimizer.dispose();
+  s.model.dispose();
+}
+
+export interface TrainingStepOptions {
+  gradAccum?: number;
+  clip?: number;
+  /** Called as each micro-batch's forward pass has ended (its autocast region closed). */
+  afterForward?: () => void;
+  afterBackward?: () => void;
+}
+
+/**
+ * One optimizer step as the trainer takes it (ampStep: each micro-batch's
+ * forward under the policy's autocast, scaled backward, unscale, clipping,
+ * step, scale update); `batch` makes a micro-batch's int32 ids and targets.
+ */
+export function trainingStep(s: TrainingSetup, batch: () => [Tensor, Tensor], opts: TrainingStepOptions = {}): AmpStepResult {
+  return ampStep(() => {
+    const loss = withPolicy(s.policy, () => s.model.forward(...batch()).loss!);
+    opts.afterForward?.();
+    return loss;
+  }, {
+    optimizer: s.optimizer, scaler: s.scaler, autocast: null, maxGradNorm: opts.clip ?? D.clip,
+    accumulationSteps: opts.gradAccum ?? 1, afterBackward: opts.afterBackward,
+  });
+}
+
 /** Plans the memory of one training step of a GPT under a precision policy. */
 export function planMemory(config: GPTConfig, policy: Policy | string, opts: PlanOptions): MemoryPlan {
   const p = typeof policy === 'string' ? parsePolicy(policy) : policy;
@@ -101,42 +162,35 @@ export function planMemory(config: GPTConfig, policy: Policy | string, opts: Pla
   if (T > c.blockSize) throw new TrainConfigError('blockSize', `planMemory: blockSize ${T} is longer than the model's ${c.blockSize} positions`);
   const limits = opts.limits ?? {};
   const kind = opts.backend ?? 'cpu';
+  // A tensor over maxBufferSize is counted all the same (the plan then says it does not fit).
   const allocator: Allocator = kind === 'cpu' ? { kind } : {
-    kind,
-    maxBufferSize: limits.maxBufferSize ?? Number.MAX_SAFE_INTEGER,
-    maxBindingBytes: limits.maxStorageBufferBindingSize ?? Number.MAX_SAFE_INTEGER,
+    kind, maxBufferSize: Number.MAX_SAFE_INTEGER, maxBindingBytes: limits.maxStorageBufferBindingSize ?? Number.MAX_SAFE_INTEGER,
   };
   const backend = new ShapeBackend(allocator);
-  const model = new GPT(c, { backend, dtype: p.params as 'float32' | 'float16' | 'bfloat16', init: 'none', recompute: opts.recompute ?? false });
-  const optimizer = createOptimizer(model, { ...D, masterWeights: opts.masterWeights ?? true });
-  const scaler = new GradScaler({ backend, enabled: p.lossScaling !== 'none' });
+  const setup = createTrainingSetup(backend, c, p, { recompute: opts.recompute, masterWeights: opts.masterWeights, init: 'none' });
   try {
-    const trace = traceSteps(backend, model, optimizer, scaler, p, { B, T, accum, clip: opts.clip ?? D.clip });
-    const fixed = computeMemory(model, optimizer);
+    const trace = traceSteps(backend, setup, { B, T, gradAccum: accum, clip: opts.clip ?? D.clip });
+    const fixed = computeMemory(setup.model, setup.optimizer);
     const masterGrads = fixed.gradients - fixed.parameters;
     const held = fixed.parameters + fixed.masterWeights + fixed.optimizerStates + masterGrads;
     const peak = backend.memory().peakBytes;
     const atPeak = { ...trace.atPeak, workspace: peak - held - trace.atPeak.gradients - trace.atPeak.activations };
     const largest = backend.largest;
     return {
-      parameterCount: countParameters(c), policy: p.name, batchSize: B, blockSize: T, gradAccum: accum, recompute: model.recompute, backend: kind,
+      parameterCount: countParameters(c), policy: p.name, batchSize: B, blockSize: T, gradAccum: accum, recompute: setup.model.recompute, backend: kind,
       parameters: fixed.parameters, masterWeights: fixed.masterWeights, gradients: fixed.gradients, optimizerStates: fixed.optimizerStates,
       activations: trace.activations, workspace: atPeak.workspace, peak, atPeak,
       largestTensor: { bytes: largest.bytes, dtype: largest.dtype, elements: largest.size },
-      limits, fit: checkFit(peak, largest.bytes, trace.overBinding, limits),
+      limits, fit: checkFit(peak, largest.bytes, backend.overBinding, limits),
     };
   } finally {
-    scaler.dispose();
-    optimizer.dispose();
-    model.dispose();
+    disposeTrainingSetup(setup);
   }
 }
 
 interface Trace {
   activations: number;
   atPeak: { phase: StepPhase; gradients: number; activations: number };
-  /** Tensor shapes larger than the binding limit. */
-  overBinding: number;
 }
 
 /**
@@ -144,39 +198,38 @@ interface Trace {
  * backend, noting what is saved at the end of each forward pass and what is
  * held whenever the peak rises.
  */
-function traceSteps(
-  backend: ShapeBackend, model: GPT, optimizer: ReturnType<typeof createOptimizer>, scaler: GradScaler, policy: Policy,
-  s: { B: number; T: number; accum: number; clip: number },
-): Trace {
+function traceSteps(backend: ShapeBackend, setup: TrainingSetup, s: { B: number; T: number; gradAccum: number; clip: number }): Trace {
   let phase: StepPhase = 'forward';
-  let forwardStart = 0;
-  let activations = 0;
+  let stepStart = 0, forwardStart = 0, activations = 0;
   const saved = new Set<number>();
   let peakMoment: { phase: StepPhase; gradients: number; recent: Map<number, number> } = { phase, gradients: 0, recent: new Map() };
-  const gradientBytes = () => model.parameters().reduce((a, t) => a + (t.grad ? t.grad.size * itemSize(t.grad.dtype) : 0), 0);
-  let stepStart = backend.serial;
+  const gradientBytes = () => setup.model.parameters().reduce((a, t) => a + (t.grad ? t.grad.size * itemSize(t.grad.dtype) : 0), 0);
   backend.onPeak = () => {
     peakMoment = { phase, gradients: gradientBytes(), recent: backend.liveSince(stepStart) };
   };
   const ids = () => tensor(new Int32Array(s.B * s.T), { shape: [s.B, s.T], dtype: 'int32', backend });
   for (let step = 0; step < 2; step++) {
     stepStart = backend.serial;
-    const { loss, gradNorm } = ampStep(() => {
+    const { loss, gradNorm } = trainingStep(setup, () => {
       phase = 'forward';
       forwardStart = backend.serial;
-      const loss = withPolicy(policy, () => model.forward(ids(), ids()).loss!);
-      const kept = backend.liveSince(forwardStart);
-      for (const serial of kept.keys()) saved.add(serial);
-      activations = Math.max(activations, [...kept.values()].reduce((a, b) => a + b, 0));
-      phase = 'backward';
-      return loss;
-    }, { optimizer, scaler, autocast: null, maxGradNorm: s.clip, accumulationSteps: s.accum, afterBackward: () => { phase = 'optimizer'; } });
+      return [ids(), ids()];
+    }, {
+      gradAccum: s.gradAccum, clip: s.clip,
+      afterForward: () => {
+        const kept = backend.liveSince(forwardStart);
+        for (const serial of kept.keys()) saved.add(serial);
+        activations = Math.max(activations, [...kept.values()].reduce((a, b) => a + b, 0));
+        phase = 'backward';
+      },
+      afterBackward: () => { phase = 'optimizer'; },
+    });
     loss.dispose();
     gradNorm?.dispose();
   }
   backend.onPeak = null;
   const heldActivations = [...peakMoment.recent].reduce((a, [serial, bytes]) => a + (saved.has(serial) ? bytes : 0), 0);
-  return { activations, atPeak: { phase: peakMoment.phase, gradients: peakMoment.gradients, activations: heldActivations }, overBinding: backend.overBinding };
+  return { activations, atPeak: { phase: peakMoment.phase, gradients: peakMoment.gradients, activations: heldActivations } };
 }
 
 const MiB = 1024 * 1024;
