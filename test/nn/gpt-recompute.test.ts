@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as mp from '../../src/index.js';
+import { rm } from 'node:fs/promises';
 import { checkpoint } from '../../src/autograd/checkpoint.js';
+import { tempRunRoot, tinyConfig } from '../train/tiny-run.js';
 
 const B = 8, T = 32, V = 50;
 
@@ -66,4 +68,25 @@ test('checkpoint records one node that saves only its input, and gives gradients
   assert.deepEqual(Array.from(w.grad!.toArraySync()), [1, -8, 18]); // d(x w^2)/dw = 2 x w
   const z = mp.noGrad(() => checkpoint(f, x, { params: [w] }));
   assert.equal(z.node, null, 'nothing is recorded without grad');
+});
+
+test('the trainer recomputes with --recompute (config recompute): the same losses as without it, and the option is checked', async () => {
+  const { root, dataFile } = await tempRunRoot('mixprec-recompute-');
+  try {
+    const losses = async (recompute: boolean) => {
+      const seen: number[] = [];
+      const trainer = await mp.Trainer.create(tinyConfig(dataFile, { maxSteps: 3, evalInterval: 3, recompute }), { runDir: null });
+      try {
+        assert.equal(trainer.model.recompute, recompute);
+        await trainer.run({ onLog: (r) => seen.push(r.loss) });
+      } finally {
+        trainer.dispose();
+      }
+      return seen;
+    };
+    assert.deepEqual(await losses(true), await losses(false));
+    assert.throws(() => mp.resolveTrainConfig({ recompute: 'yes' as unknown as boolean }), /--recompute: must be true or false, got "yes"/);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });
