@@ -10,10 +10,11 @@
 // bit for bit.
 
 import type { Generator } from '../backend/random.js';
-import { activeAutocast, setAutocast } from '../tensor/dispatch.js';
+import { activeAutocast, setAutocast, type AutocastRegion } from '../tensor/dispatch.js';
 import { withGradMode } from '../tensor/graph.js';
 import { GradError } from '../tensor/errors.js';
 import { Tensor, needsGrad, record } from '../tensor/tensor.js';
+import { to } from '../tensor/ops.js';
 import { backward } from './backward.js';
 
 export interface CheckpointOptions {
@@ -29,7 +30,16 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, opts: Checkpoin
   if (!needsGrad(inputs)) return fn(x);
   const region = activeAutocast();
   const random = opts.generator?.state();
-  const y = withGradMode(false, () => fn(x));
+  // The first run casts without the region's cache: a cast cached there without a graph would be
+  // handed to the re-run, when backward runs inside the region, and cut the weights off from their gradients.
+  const uncached: AutocastRegion | null = region && { dtype: region.dtype, castLower: (t) => to(t, region.dtype) };
+  const outerRegion = setAutocast(uncached);
+  let y: Tensor;
+  try {
+    y = withGradMode(false, () => fn(x));
+  } finally {
+    setAutocast(outerRegion);
+  }
   if (y.node || y === x) throw new GradError('checkpoint: the function must compute a new tensor from its input');
   return record(y, 'checkpoint', inputs, [x], (gy, [sx]) => {
     const input = sx!.detach();

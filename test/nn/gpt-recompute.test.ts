@@ -90,3 +90,15 @@ test('the trainer recomputes with --recompute (config recompute): the same losse
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test('recompute under autocast with backward inside the region gives the plain gradients (no cast without a graph is reused)', () => {
+  const grads = (recompute: boolean) => {
+    const backend = new mp.CpuBackend();
+    const model = new mp.GPT(mp.gptConfig('tiny', { nLayer: 2, nEmbd: 32, nHead: 4, blockSize: T, vocabSize: V }), { backend, seed: 5, recompute });
+    const [x, y] = batch(backend, 0);
+    mp.autocast({ dtype: 'float16' }, () => model.forward(x, y).loss!.backward());
+    return model.parameters().map((p) => Array.from(p.grad!.toArraySync()));
+  };
+  const plain = grads(false), again = grads(true);
+  again.forEach((g, i) => assert.deepEqual(g, plain[i], `gradient ${i}`));
+});
