@@ -42,6 +42,8 @@ interface CaseResult {
   model: string; backend: string; adapter: string; precision: string; recompute: boolean;
   planned: number; plannedPhase: string; measuredAfterStep: number[]; stepSec: number[]; losses: number[];
   ratio: number; loadStart: number[]; loadEnd: number[];
+  /** Decimals the losses were kept to, when fewer than all (a result recovered from a log). */
+  lossDigits?: number;
 }
 
 /** One case, in this process: plan, then train `steps` steps on a fresh backend and read its peak after each. */
@@ -89,23 +91,38 @@ const stepTime = (r: CaseResult) => {
 
 function table(results: CaseResult[]): string[] {
   const lines = [
-    '| precision | recompute | planned peak (MB) | measured peak (MB) | planned / measured | step time (s, mean after the first) | losses |',
-    '|---|---|---:|---:|---:|---:|---|',
+    '| precision | recompute | steps | planned peak (MB) | measured peak (MB) | planned / measured | step time (s, mean after the first) | losses |',
+    '|---|---|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of results) {
-    lines.push(`| ${r.precision} | ${r.recompute ? 'on' : 'off'} | ${mb(r.planned)} | ${mb(r.measuredAfterStep.at(-1)!)} | ${r.ratio.toFixed(4)} | ${stepTime(r).toFixed(2)} | ${r.losses.map((l) => l.toFixed(4)).join(', ')} |`);
+    lines.push(`| ${r.precision} | ${r.recompute ? 'on' : 'off'} | ${r.stepSec.length} | ${mb(r.planned)} | ${mb(r.measuredAfterStep.at(-1)!)} | ${r.ratio.toFixed(4)} | ${stepTime(r).toFixed(2)} | ${r.losses.map((l) => l.toFixed(4)).join(', ')} |`);
   }
   return lines;
 }
 
-/** Recompute on against off per policy: peak and step time ratios, and whether the losses are the same. */
-function tradeOff(results: CaseResult[]): string[] {
+/** Whether two cases' losses agree on their common steps (to the digits a result kept, when it kept fewer). */
+function sameLosses(a: CaseResult, b: CaseResult): string {
+  const digits = Math.min(a.lossDigits ?? Infinity, b.lossDigits ?? Infinity);
+  const n = Math.min(a.losses.length, b.losses.length);
+  const show = (l: number) => (digits === Infinity ? String(l) : l.toFixed(digits));
+  const same = a.losses.slice(0, n).every((l, i) => show(l) === show(b.losses[i]!));
+  return `${same ? 'yes' : 'no'}${digits === Infinity ? '' : ` (to ${digits} decimals)`}`;
+}
+
+/**
+ * Recompute on against off per policy: the peaks, and the step times where both ran in the same
+ * invocation (alternating, so under the same load; runs apart are not compared).
+ */
+function tradeOff(rs: (CaseResult & { run: number })[]): string[] {
   const lines = ['| precision | peak without (MB) | peak with (MB) | peak with / without | step time with / without | same losses |', '|---|---:|---:|---:|---:|---|'];
-  for (const p of new Set(results.map((r) => r.precision))) {
-    const off = results.find((r) => r.precision === p && !r.recompute), on = results.find((r) => r.precision === p && r.recompute);
-    if (!off || !on) continue;
-    const peak = (r: CaseResult) => r.measuredAfterStep.at(-1)!;
-    lines.push(`| ${p} | ${mb(peak(off))} | ${mb(peak(on))} | ${(peak(on) / peak(off)).toFixed(3)} | ${(stepTime(on) / stepTime(off)).toFixed(2)} | ${JSON.stringify(on.losses) === JSON.stringify(off.losses) ? 'yes' : 'no'} |`);
+  const peak = (r: CaseResult) => r.measuredAfterStep.at(-1)!;
+  for (const p of new Set(rs.map((r) => r.precision))) {
+    const offs = rs.filter((r) => r.precision === p && !r.recompute), ons = rs.filter((r) => r.precision === p && r.recompute);
+    if (!offs.length || !ons.length) continue;
+    const pair = offs.flatMap((off) => ons.filter((on) => on.run === off.run).map((on) => [off, on] as const))[0];
+    const [off, on] = pair ?? [offs[0]!, ons[0]!];
+    const time = pair ? (stepTime(on) / stepTime(off)).toFixed(2) : '- (separate runs)';
+    lines.push(`| ${p} | ${mb(peak(off))} | ${mb(peak(on))} | ${(peak(on) / peak(off)).toFixed(3)} | ${time} | ${sameLosses(off, on)} |`);
   }
   return lines;
 }
@@ -163,19 +180,22 @@ interface BenchRun {
   results: CaseResult[];
 }
 
-/** The tables of one or more runs (a file may gather the runs of several models and backends). */
+/** The tables of one or more runs (a file may gather the runs of several models and backends), by model and backend. */
 function render(runs: BenchRun[]): string {
   const md = ['# Planned against measured peak memory, and activation recomputation', '',
     'Each case runs the trainer\'s set-up for a few training steps in its own process; the planned peak is `planMemory`\'s,',
     'the measured one `memory(backend).peakBytes` after the last step. 2 CPU cores and lavapipe, shared with other work:',
-    'the step times are noisy.', ''];
+    'the step times are noisy. Runs:', ''];
   for (const run of runs) {
     const loads = run.loadStart.length ? `load average at the start ${run.loadStart.join(', ')}, at the end ${run.loadEnd.join(', ')}` : 'load average not recorded';
-    md.push(`\`node --import tsx bench/memory-plan.ts ${run.command}\`: ${run.steps} steps per case; ${loads}.`, '');
-    for (const key of new Set(run.results.map((r) => `${r.model}|${r.backend}`))) {
-      const rs = run.results.filter((r) => `${r.model}|${r.backend}` === key);
-      md.push(`## ${rs[0]!.model === 'gpt2' ? 'GPT-2 124M, batch 1 x 128' : 'the default GPT, batch 16 x 64'}, ${rs[0]!.adapter}`, '', ...table(rs), '', ...tradeOff(rs), '');
-    }
+    md.push(`- \`node --import tsx bench/memory-plan.ts ${run.command}\`: ${run.steps} steps per case; ${loads}.`);
+  }
+  md.push('');
+  const results = runs.flatMap((r, run) => r.results.map((c) => ({ ...c, run })));
+  for (const key of new Set(results.map((r) => `${r.model}|${r.backend}`))) {
+    const order = (r: CaseResult) => POLICIES.indexOf(r.precision) * 2 + (r.recompute ? 1 : 0);
+    const rs = results.filter((r) => `${r.model}|${r.backend}` === key).sort((a, b) => order(a) - order(b));
+    md.push(`## ${rs[0]!.model === 'gpt2' ? 'GPT-2 124M, batch 1 x 128' : 'the default GPT, batch 16 x 64'}, ${rs[0]!.adapter}`, '', ...table(rs), '', ...tradeOff(rs), '');
   }
   return md.join('\n');
 }
