@@ -280,7 +280,7 @@ export function formatPlan(plan: MemoryPlan): string {
     row('optimizer moments', plan.optimizerStates),
     row('activations', plan.activations, 'saved for backward by the forward pass'),
     row('workspace', plan.workspace, 'transient, at the peak'),
-    row('predicted peak', plan.peak, `in the ${at.phase} pass (gradients ${formatBytes(at.gradients)} and activations ${formatBytes(at.activations)} held then)`),
+    row('predicted peak', plan.peak, `in the ${at.phase === 'optimizer' ? 'optimizer step' : `${at.phase} pass`} (gradients ${formatBytes(at.gradients)} and activations ${formatBytes(at.activations)} held then)`),
     `  largest tensor: ${formatBytes(plan.largestTensor.bytes)} (${plan.largestTensor.elements.toLocaleString('en-US')} ${plan.largestTensor.dtype} elements)`,
     `  ${fit}${plan.fit.notes.length ? `: ${plan.fit.notes.join('; ')}` : ''}`,
   ].join('\n');
