@@ -89,13 +89,13 @@ const stepTime = (r: CaseResult) => {
   return t.reduce((a, b) => a + b, 0) / t.length;
 };
 
-function table(results: CaseResult[]): string[] {
+function table(results: (CaseResult & { run: number })[]): string[] {
   const lines = [
-    '| precision | recompute | steps | planned peak (MB) | measured peak (MB) | planned / measured | step time (s, mean after the first) | losses |',
-    '|---|---|---:|---:|---:|---:|---:|---|',
+    '| run | precision | recompute | steps | planned peak (MB) | measured peak (MB) | planned / measured | step time (s, mean after the first) | losses |',
+    '|---:|---|---|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of results) {
-    lines.push(`| ${r.precision} | ${r.recompute ? 'on' : 'off'} | ${r.stepSec.length} | ${mb(r.planned)} | ${mb(r.measuredAfterStep.at(-1)!)} | ${r.ratio.toFixed(4)} | ${stepTime(r).toFixed(2)} | ${r.losses.map((l) => l.toFixed(4)).join(', ')} |`);
+    lines.push(`| ${r.run + 1} | ${r.precision} | ${r.recompute ? 'on' : 'off'} | ${r.stepSec.length} | ${mb(r.planned)} | ${mb(r.measuredAfterStep.at(-1)!)} | ${r.ratio.toFixed(4)} | ${stepTime(r).toFixed(2)} | ${r.losses.map((l) => l.toFixed(4)).join(', ')} |`);
   }
   return lines;
 }
@@ -186,9 +186,9 @@ function render(runs: BenchRun[]): string {
     'Each case runs the trainer\'s set-up for a few training steps in its own process; the planned peak is `planMemory`\'s,',
     'the measured one `memory(backend).peakBytes` after the last step. 2 CPU cores and lavapipe, shared with other work:',
     'the step times are noisy. Runs:', ''];
-  for (const run of runs) {
+  for (const [i, run] of runs.entries()) {
     const loads = run.loadStart.length ? `load average at the start ${run.loadStart.join(', ')}, at the end ${run.loadEnd.join(', ')}` : 'load average not recorded';
-    md.push(`- \`node --import tsx bench/memory-plan.ts ${run.command}\`: ${run.steps} steps per case; ${loads}.`);
+    md.push(`${i + 1}. \`node --import tsx bench/memory-plan.ts ${run.command}\`: ${run.steps} step${run.steps === 1 ? '' : 's'} per case; ${loads}.`);
   }
   md.push('');
   const results = runs.flatMap((r, run) => r.results.map((c) => ({ ...c, run })));
