@@ -21,6 +21,7 @@ export * from './tensor/creation.js';
 export * from './tensor/ops.js';
 export * from './tensor/errors.js';
 export { backward, noGrad, enableGrad } from './autograd/backward.js';
+export { checkpoint, type CheckpointOptions } from './autograd/checkpoint.js';
 
 export { autocast, isAutocastEnabled, autocastDtype, AUTOCAST_OPS, type AutocastOptions } from './amp/autocast.js';
 export { GradScaler, GradScalerError, type GradScalerOptions, type GradScalerState, type ScalableOptimizer } from './amp/grad-scaler.js';

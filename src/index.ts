@@ -15,6 +15,10 @@ export { openModelDir, inspectModelDir, type OpenedModel, type ModelDirInfo } fr
 export { readMetrics, METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type StartRecord, type TrainRecord, type EvalRecord } from './train/metrics.js';
 export { saveCheckpoint, readCheckpoint, loadCheckpointModel, restoreOptimizer, restoreScaler, isCheckpointDir, CheckpointError, CheckpointReplacedError, type Checkpoint, type CheckpointContents, type TrainerState } from './io/checkpoint.js';
 export { compare, readSetupResult, DEFAULT_SETUPS, REPORT_FILE, RESULTS_FILE, type CompareOptions } from './report/compare.js';
+export {
+  planMemory, formatPlan, createTrainingSetup, disposeTrainingSetup, trainingStep,
+  type MemoryPlan, type PlanOptions, type DeviceLimits, type Fit, type StepPhase, type TrainingSetup, type TrainingStepOptions,
+} from './report/memory-plan/plan.js';
 export { NumericsObserver, type NumericsOptions, type StatsRecord, type NonFiniteRecord } from './report/observer.js';
 export type { StepObserver, ObserverRecord } from './train/observer.js';
 export type { SkippedSteps } from './train/step-watch.js';

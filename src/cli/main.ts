@@ -1,4 +1,4 @@
-// The `mixprec` command line: `mixprec <train|eval|generate|quantize|compare> [options]`.
+// The `mixprec` command line: `mixprec <train|eval|generate|quantize|compare|memory> [options]`.
 // bin/mixprec.js runs the compiled form of this file; during development
 // `node --import tsx src/cli/main.ts ...` runs it from source.
 
@@ -12,6 +12,7 @@ import { quantizeCommand } from './quantize.js';
 import type { OutputStream } from './progress.js';
 import { trainCommand } from './train.js';
 import { compareCommand } from './compare.js';
+import { memoryCommand } from './memory.js';
 
 type Command = (argv: readonly string[], out: OutputStream, err: OutputStream) => Promise<number>;
 
@@ -21,6 +22,7 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   generate: { run: generateCommand, summary: 'sample text from a checkpoint' },
   quantize: { run: quantizeCommand, summary: 'write a model in an inference weight format (int8, int4, fp16, bf16)' },
   compare: { run: compareCommand, summary: 'train under several precision set-ups and write report.html comparing them' },
+  memory: { run: memoryCommand, summary: 'plan the memory of a training run (breakdown, predicted peak, fit) without allocating it' },
 };
 
 const USAGE = `usage: ${PROGRAM} <command> [options]`;

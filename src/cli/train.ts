@@ -12,7 +12,7 @@ import {
 } from '../train/config.js';
 import { CHECKPOINT_DIR, Trainer, type TrainSummary } from '../train/trainer.js';
 import { METRICS_FILE, SUMMARY_FILE, type EvalRecord } from '../train/metrics.js';
-import { UsageError, parseCommandArgs, shortUsage, type CommandSpec, type OptionSpec } from './args.js';
+import { UsageError, parseCommandArgs, shortUsage, type CommandSpec, type OptionSpec, type ParsedArgs } from './args.js';
 import { EXIT_INTERRUPTED, EXIT_OK } from './errors.js';
 import { HELP_OPTION, backendOption } from './common.js';
 import { StatusLine, type OutputStream } from './progress.js';
@@ -71,6 +71,7 @@ export const CONFIG_OPTIONS: OptionSpec[] = [
   { name: 'time-budget', type: 'string', metavar: 'DURATION', parse: parseDuration, defaultText: 'none',
     help: 'end this session in time (e.g. 9m, 1h30m), with a final evaluation and checkpoint' },
   { name: 'init-from', type: 'string', metavar: 'DIR', help: 'start from a Hugging Face GPT-2 directory (fine-tuning)' },
+  { name: 'recompute', type: 'flag', help: "recompute each block's activations in backward instead of keeping them: less memory, more compute, the same results" },
 ];
 
 /** Options of train and compare that look at the numbers, not at what is trained. */
@@ -102,7 +103,7 @@ export const TRAIN_SPEC: CommandSpec = {
     '',
     'Ctrl-C finishes the current step, saves a checkpoint and prints how to resume.',
     'When resuming, only --max-steps, --time-budget, --eval-interval, --eval-steps,',
-    '--log-interval, --save-interval and --backend may change.',
+    '--log-interval, --save-interval, --backend and --recompute may change.',
     '',
     'examples:',
     '  mixprec train',
@@ -142,15 +143,21 @@ function quote(path: string): string {
   return /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
-export async function trainCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
-  const args = parseCommandArgs(TRAIN_SPEC, argv, out);
-  if (!args) return EXIT_OK;
-  const usage = shortUsage(TRAIN_SPEC);
+/** The configuration options given on the command line, as TrainConfig keys (--init-from implies the gpt2 tokenizer). */
+export function givenConfig(args: ParsedArgs): Partial<TrainConfig> {
   const given: Partial<TrainConfig> = {};
   for (const o of CONFIG_OPTIONS) {
     if (args.given.has(o.name)) (given as Record<string, unknown>)[camel(o.name)] = args.values[o.name];
   }
   if (given.initFrom !== undefined && given.tokenizer === undefined) given.tokenizer = 'gpt2';
+  return given;
+}
+
+export async function trainCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {
+  const args = parseCommandArgs(TRAIN_SPEC, argv, out);
+  if (!args) return EXIT_OK;
+  const usage = shortUsage(TRAIN_SPEC);
+  const given = givenConfig(args);
   const resume = args.values.resume as string | undefined;
   if (resume !== undefined) {
     if (args.given.has('out')) throw new UsageError('options --resume and --out cannot be combined (a resumed run stays in its directory)', usage);

@@ -14,6 +14,7 @@ import type { Backend } from '../backend/backend.js';
 import { Generator } from '../backend/random.js';
 import type { FloatDType } from '../dtype/dtype.js';
 import { noGrad } from '../autograd/backward.js';
+import { checkpoint } from '../autograd/checkpoint.js';
 import { arange } from '../tensor/creation.js';
 import { add, cachedSelfAttention, causalSelfAttention, crossEntropy, linear, slice } from '../tensor/ops.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
@@ -105,6 +106,8 @@ export interface GPTOptions {
   init?: GPTInit;
   /** Builds the Linear layers without float weights, for quantized ones set afterwards (nn/quantize.ts). */
   quantizedLinear?: boolean;
+  /** Recompute each block's activations in backward instead of keeping them (see `GPT.recompute`). */
+  recompute?: boolean;
 }
 
 export interface ForwardOptions {
@@ -135,11 +138,18 @@ export class GPT extends Module {
   readonly h: Block[] = [];
   readonly ln_f: LayerNorm;
   private readonly drop: Dropout;
+  /**
+   * Activation recomputation per block (torch.utils.checkpoint): a block keeps only its input for
+   * backward, which re-runs the block's forward; less memory, about one more forward pass of compute,
+   * the same gradients.
+   */
+  recompute: boolean;
 
   constructor(config: GPTConfig, opts: GPTOptions = {}) {
     super();
     const c = (this.config = validateConfig(config));
     this.generator = new Generator(opts.seed ?? 0);
+    this.recompute = opts.recompute ?? false;
     const p: ParameterOptions = { backend: resolveBackend(opts.backend), dtype: opts.dtype ?? 'float32', quantizedLinear: opts.quantizedLinear };
     this.wte = this.addModule('wte', new Embedding(c.vocabSize, c.nEmbd, p));
     this.wpe = this.addModule('wpe', new Embedding(c.blockSize, c.nEmbd, p));
@@ -173,7 +183,11 @@ export class GPT extends Module {
     return tidy(() => {
       const pos = arange(offset, offset + T, 1, { backend: ids.backend });
       let x = this.drop.forward(add(this.wte.forward(ids), this.wpe.forward(pos)));
-      for (const block of this.h) x = block.forward(x);
+      for (const block of this.h) {
+        x = this.recompute
+          ? checkpoint((input) => block.forward(input), x, { params: block.parameters(), generator: this.generator })
+          : block.forward(x);
+      }
       x = this.ln_f.forward(x);
       // Tied head: x @ wte^T, reading wte [V, C] as the transposed weight.
       const logits = linear(x, this.wte.weight, null);

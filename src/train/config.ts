@@ -59,6 +59,8 @@ export interface TrainConfig {
   timeBudget: number | null;
   /** A Hugging Face GPT-2 directory to start from (fine-tuning). */
   initFrom: string | null;
+  /** Recompute each block's activations in backward instead of keeping them (GPT.recompute): less memory, the same results. */
+  recompute: boolean;
 }
 
 /**
@@ -103,6 +105,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = {
   seed: 1337,
   timeBudget: null,
   initFrom: null,
+  recompute: false,
 };
 
 /** A configuration value that cannot be used; names the option. */
@@ -144,7 +147,7 @@ export function resolveTrainConfig(partial: Partial<TrainConfig> = {}): TrainCon
   };
   for (const k of ['batchSize', 'blockSize', 'gradAccum', 'maxSteps', 'evalInterval', 'evalSteps', 'logInterval', 'hysteresis'] as const) int(k, 1);
   num('minScale', (v) => v >= 0, 'must be a number >= 0 (0: no minimum)');
-  if (typeof c.masterWeights !== 'boolean') fail('masterWeights', 'must be true or false');
+  for (const k of ['masterWeights', 'recompute'] as const) if (typeof c[k] !== 'boolean') fail(k, 'must be true or false');
   for (const k of ['warmup', 'saveInterval', 'seed'] as const) int(k, 0);
   for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) if (c[k] !== null) int(k, 1);
   num('lr', (v) => v > 0, 'must be a positive number');

@@ -239,12 +239,12 @@ export class Trainer {
     const tokenizer = await loadTokenizer(c.tokenizer);
     const data = await loadTokenizedSplits({ data: c.data ?? undefined, tokenizer, cacheDir: opts.cacheDir });
     log(`data: ${data.source}: ${data.train.length.toLocaleString('en-US')} training and ${data.validation.length.toLocaleString('en-US')} validation tokens (${c.tokenizer} tokenizer${data.cached ? ', cached' : ''})`);
-
     const dtype = policy.params as 'float32' | 'float16' | 'bfloat16';
     let model: GPT;
     if (ckpt) model = await loadCheckpointModel(ckpt, { backend, dtype });
     else if (c.initFrom) model = await loadGPT2(c.initFrom, { backend, dtype, dropout: c.dropout, seed: c.seed });
     else model = new GPT(modelConfig(c, tokenizer.vocabSize), { backend, dtype, seed: c.seed });
+    model.recompute = c.recompute;
     let optimizer: AdamW | undefined;
     try {
       if (model.config.vocabSize !== tokenizer.vocabSize) {
@@ -483,7 +483,7 @@ export class Trainer {
 }
 
 /** Options a resumed run may change: how long and where it runs, not what it trains. */
-export const RESUMABLE_OPTIONS: readonly (keyof TrainConfig)[] = ['maxSteps', 'timeBudget', 'evalInterval', 'evalSteps', 'logInterval', 'saveInterval', 'backend'];
+export const RESUMABLE_OPTIONS: readonly (keyof TrainConfig)[] = ['maxSteps', 'timeBudget', 'evalInterval', 'evalSteps', 'logInterval', 'saveInterval', 'backend', 'recompute'];
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;

@@ -65,7 +65,7 @@ describe('exit statuses of a real process', () => {
   });
 
   test('unknown command: lists the commands, exit status 2', () => {
-    assertUsageError(cli(['frob']), '', /unknown command 'frob' \(commands: train, eval, generate, quantize, compare\)/);
+    assertUsageError(cli(['frob']), '', /unknown command 'frob' \(commands: train, eval, generate, quantize, compare, memory\)/);
   });
 
   test('unknown option: named, with the usage, exit status 2', () => {
