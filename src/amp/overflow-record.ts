@@ -52,7 +52,8 @@ export class OverflowRecord {
     // The previous flags go first, so that a step's peak memory is the same at every step.
     this.latestFlags = replace(this.latestFlags, null);
     const next = noGrad(() => tidy(() => {
-      const values = keep(cat(grads.map((g) => reshape(sum(mul(g, 0)), [1]))));
+      // Each product in its own scope: one gradient-sized temporary at a time, not one per gradient.
+      const values = keep(cat(grads.map((g) => tidy(() => reshape(sum(mul(g, 0)), [1])))));
       const unscale = keep(full([1], this.count, { backend: foundInf.backend }));
       const prev = this.overflow && this.overflow.names.join('\n') === names.join('\n') ? this.overflow : null;
       // The overflow record follows the latest flags only when this unscale found an overflow.
