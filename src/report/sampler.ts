@@ -45,12 +45,13 @@ export class StatsSampler {
     return this.removeHooks !== null;
   }
 
-  /** Reads what was collected (one transfer) as the sample of `step`, taken at loss scale `scale`. */
-  async read(step: number, scale: number): Promise<StatsSample> {
+  /** Reads what was collected (one transfer) as the sample of `step`, taken at loss scale `scale` (read alongside). */
+  async read(step: number, scale: number | Promise<number>): Promise<StatsSample> {
     const meta = this.meta, rows = this.rows;
     this.meta = [];
     this.rows = [];
-    return { step, scale, tensors: await decodeStats(meta, rows) };
+    const [value, tensors] = await Promise.all([scale, decodeStats(meta, rows)]);
+    return { step, scale: value, tensors };
   }
 
   /** Removes the hooks and drops anything not read. */
