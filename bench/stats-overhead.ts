@@ -1,18 +1,37 @@
-// What sampling tensor statistics costs: the default run's training throughput
-// with statistics every 10 steps against none, in interleaved rounds (off, on,
-// off, on, ...) so that a change of load on a shared machine touches both alike.
+// What sampling tensor statistics costs in the default run, measured two ways.
 //
-//   node --import tsx bench/stats-overhead.ts [--backend cpu|webgpu] [--steps N] [--rounds N] [--interval N]
+//   node --import tsx bench/stats-overhead.ts [--backend cpu|webgpu] [--steps N] [--rounds N] [--interval N] [--paired-steps N]
 //
-// Writes bench/results/stats-overhead.json and .md. The target: under 5% of throughput.
+// Interleaved runs (--rounds, 0 to skip): training throughput with statistics
+// every `interval` steps (and at step 1) against none, runs alternating so
+// that a change of load touches both alike, in the order off, on, on, off, ...
+// so that a drift from run to run in one process cancels out over an even
+// number of rounds. Each run is
+// timed from the start of its first step to the end of its last (startup and
+// the final evaluation left out), by the clock and by the process's CPU time.
+// On a CPU adapter (lavapipe) the device's work runs on this process's threads,
+// so CPU time counts the work itself and is less disturbed than the clock by
+// other processes. A cost is the mean over rounds of 1 - on/off within a round.
+//
+// Paired steps (--paired-steps, 0 to skip): one run that reads the loss after
+// every step (so each step's device work ends inside the step) with statistics
+// every 2 steps; each sampled step is compared with the unsampled step after it.
+// The median extra of a sample, over `interval` steps, is the steady-state cost
+// of sampling every `interval` steps. On a loaded machine it is far steadier
+// than whole runs compared with each other.
+//
+// Writes this backend's figures into bench/results/stats-overhead.json (one entry
+// per backend) and the table of every backend there into stats-overhead.md.
+// The target: under 5% of throughput.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { train } from '../src/train/trainer.js';
 import { NumericsObserver } from '../src/report/observer.js';
 import type { BackendChoice } from '../src/train/config.js';
+import type { StepObserver } from '../src/train/observer.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -25,35 +44,110 @@ const backend = option('backend', 'cpu') as BackendChoice;
 const steps = Number(option('steps', '60'));
 const rounds = Number(option('rounds', '3'));
 const interval = Number(option('interval', '10'));
+const pairedSteps = Number(option('paired-steps', '41'));
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
 
-const rows: { round: number; stats: boolean; tokensPerSec: number }[] = [];
-for (let round = 1; round <= rounds; round++) {
-  for (const stats of [false, true]) {
-    const summary = await train({ backend, maxSteps: steps, evalInterval: steps, saveInterval: 0, logInterval: 10 }, {
-      runDir: null,
-      observers: stats ? (model) => [new NumericsObserver(model, { statsInterval: interval })] : undefined,
-    });
-    rows.push({ round, stats, tokensPerSec: summary.tokensPerSec });
-    console.log(`round ${round}, statistics ${stats ? `every ${interval} steps` : 'off'}: ${summary.tokensPerSec} tokens/s`);
+interface Row { round: number; stats: boolean; tokensPerSec: number; tokensPerCpuSec: number }
+
+async function interleaved() {
+  const loadavgStart = loadavg();
+  const rows: Row[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const stats of round % 2 ? [false, true] : [true, false]) {
+      let wall = 0, cpu = 0;
+      // The clocks start before any other observer sees step 1 and stop after every one has seen the last step.
+      const start: StepObserver = { beforeStep: (step) => { if (step === 1) { wall = performance.now(); cpu = cpuSeconds(); } } };
+      const stop: StepObserver = { afterStep: async (step) => { if (step === steps) { wall = (performance.now() - wall) / 1000; cpu = cpuSeconds() - cpu; } return []; } };
+      const summary = await train({ backend, maxSteps: steps, evalInterval: steps, saveInterval: 0, logInterval: 10 }, {
+        runDir: null,
+        observers: (model) => [start, ...(stats ? [new NumericsObserver(model, { statsInterval: interval })] : []), stop],
+      });
+      rows.push({ round, stats, tokensPerSec: Math.round(summary.tokens / wall), tokensPerCpuSec: Math.round(summary.tokens / cpu) });
+      console.log(`round ${round}, statistics ${stats ? `every ${interval} steps` : 'off'}: ${rows.at(-1)!.tokensPerSec} tokens/s, ${rows.at(-1)!.tokensPerCpuSec} tokens per CPU second`);
+    }
   }
+  const costs = (key: 'tokensPerSec' | 'tokensPerCpuSec') => Array.from({ length: rounds }, (_, i) => {
+    const of = (stats: boolean) => rows.find((r) => r.round === i + 1 && r.stats === stats)![key];
+    return 1 - of(true) / of(false);
+  });
+  const roundCosts = costs('tokensPerSec'), roundCpuCosts = costs('tokensPerCpuSec');
+  return {
+    steps, rounds, interval, loadavgStart, loadavgEnd: loadavg(),
+    offTokensPerSec: median(rows.filter((r) => !r.stats).map((r) => r.tokensPerSec)),
+    onTokensPerSec: median(rows.filter((r) => r.stats).map((r) => r.tokensPerSec)),
+    cost: mean(roundCosts), roundCosts, cpuCost: mean(roundCpuCosts), roundCpuCosts, rows,
+  };
 }
-const off = median(rows.filter((r) => !r.stats).map((r) => r.tokensPerSec));
-const on = median(rows.filter((r) => r.stats).map((r) => r.tokensPerSec));
-const cost = 1 - on / off;
-const result = { backend, steps, rounds, interval, loadavg: loadavg(), offTokensPerSec: off, onTokensPerSec: on, cost, rows };
+
+async function paired() {
+  const loadavgStart = loadavg();
+  const times = new Map<number, { wall: number; cpu: number }>();
+  let wall = 0, cpu = 0;
+  const start: StepObserver = { beforeStep: () => { wall = performance.now(); cpu = cpuSeconds(); } };
+  // onStep comes after the step's loss was read (logInterval 1): its device work is done.
+  await train({ backend, maxSteps: pairedSteps, evalInterval: pairedSteps, saveInterval: 0, logInterval: 1 }, {
+    runDir: null,
+    onStep: (p) => { times.set(p.step, { wall: performance.now() - wall, cpu: cpuSeconds() - cpu }); },
+    observers: (model) => [start, new NumericsObserver(model, { statsInterval: 2 })],
+  });
+  // Step 2 is the first sampled step after step 1 (which compiles the kernels): pairs from step 4 on.
+  const pairs = [...times.keys()].filter((s) => s >= 4 && s % 2 === 0 && times.has(s + 1));
+  const extra = (key: 'wall' | 'cpu') => median(pairs.map((s) => times.get(s)![key] / times.get(s + 1)![key] - 1));
+  const sampleExtra = extra('wall'), sampleCpuExtra = extra('cpu');
+  const result = {
+    steps: pairedSteps, pairs: pairs.length, loadavgStart, loadavgEnd: loadavg(),
+    sampleExtra, sampleCpuExtra, estimatedCost: sampleExtra / interval, estimatedCpuCost: sampleCpuExtra / interval,
+  };
+  console.log(`a sampled step takes ${pct(sampleExtra)} longer by the clock, ${pct(sampleCpuExtra)} more CPU time, than the unsampled step after it (${pairs.length} pairs)`);
+  return result;
+}
+
+type Entry = { interleaved?: Awaited<ReturnType<typeof interleaved>>; paired?: Awaited<ReturnType<typeof paired>> };
+const entry: Entry = {};
+if (rounds > 0) entry.interleaved = await interleaved();
+if (pairedSteps > 0) entry.paired = await paired();
+
 const out = join(ROOT, 'bench', 'results');
+const jsonFile = join(out, 'stats-overhead.json');
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'stats-overhead.json'), `${JSON.stringify(result, null, 2)}\n`);
+const previous = existsSync(jsonFile) ? JSON.parse(readFileSync(jsonFile, 'utf8')) as Record<string, unknown> : {};
+// Entries of another shape (from earlier versions of this benchmark) are dropped.
+const all = Object.fromEntries(Object.entries(previous).filter(([, v]) => typeof v === 'object' && v !== null && ('interleaved' in v || 'paired' in v))) as Record<string, Entry>;
+all[backend] = { ...all[backend], ...entry };
+writeFileSync(jsonFile, `${JSON.stringify(all, null, 2)}\n`);
+
+const runs = Object.entries(all).flatMap(([name, e]) => (e.interleaved ? [[name, e.interleaved] as const] : []));
+const pairs = Object.entries(all).flatMap(([name, e]) => (e.paired ? [[name, e.paired] as const] : []));
 writeFileSync(join(out, 'stats-overhead.md'), [
-  `# Statistics sampling overhead (${backend}, default model, ${steps} steps, ${rounds} interleaved rounds)`,
+  `# Statistics sampling overhead (default model, statistics every ${interval} steps)`,
   '',
-  '| statistics | tokens/s (median) |',
-  '|---|---|',
-  `| off | ${off} |`,
-  `| every ${interval} steps | ${on} |`,
+  'Machine: 2 CPU cores, shared with other work; WebGPU on lavapipe (software Vulkan). Target: under 5% of throughput.',
   '',
-  `Cost: ${(cost * 100).toFixed(1)}% of throughput (target: under 5%). Load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(', ')}.`,
+  '## Interleaved runs',
+  '',
+  `Runs with statistics every ${interval} steps and at step 1 alternate with runs without (off, on, on, off, ...); the cost is the mean over rounds of 1 - on/off within a round.`,
+  '',
+  '| backend | steps per run | rounds | tokens/s off (median) | tokens/s on (median) | cost by the clock, per round | by the clock (mean) | cost in CPU time, per round | in CPU time (mean) | load average start / end |',
+  '|---|---|---|---|---|---|---|---|---|---|',
+  ...runs.map(([name, r]) => `| ${name} | ${r.steps} | ${r.rounds} | ${r.offTokensPerSec} | ${r.onTokensPerSec} | ${r.roundCosts.map(pct).join(', ')} | ${pct(r.cost)} | ${r.roundCpuCosts.map(pct).join(', ')} | ${pct(r.cpuCost)} | ${load(r.loadavgStart)} / ${load(r.loadavgEnd)} |`),
+  '',
+  '## Paired steps',
+  '',
+  'One run reading the loss after every step, statistics every 2 steps: each sampled step against the unsampled step after it (median over the pairs). Divided by the interval, the extra of one sample is the steady-state cost of sampling every that many steps.',
+  '',
+  `| backend | steps | pairs | a sample's extra, by the clock | in CPU time | estimated cost every ${interval} steps, by the clock | in CPU time | load average start / end |`,
+  '|---|---|---|---|---|---|---|---|',
+  ...pairs.map(([name, r]) => `| ${name} | ${r.steps} | ${r.pairs} | ${pct(r.sampleExtra)} | ${pct(r.sampleCpuExtra)} | ${pct(r.estimatedCost)} | ${pct(r.estimatedCpuCost)} | ${load(r.loadavgStart)} / ${load(r.loadavgEnd)} |`),
   '',
 ].join('\n'));
-console.log(`statistics every ${interval} steps cost ${(cost * 100).toFixed(1)}% of throughput (${on} vs ${off} tokens/s)`);
+if (entry.interleaved) {
+  const r = entry.interleaved;
+  console.log(`statistics every ${interval} steps cost ${pct(r.cost)} of throughput by the clock (rounds: ${r.roundCosts.map(pct).join(', ')}), ${pct(r.cpuCost)} in CPU time (rounds: ${r.roundCpuCosts.map(pct).join(', ')})`);
+}

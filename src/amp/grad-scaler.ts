@@ -75,6 +75,13 @@ export interface GradScalerState {
   backoffFactor: number;
   growthInterval: number;
   growthTracker: number;
+  /** Present when the scaler has guards (minScale or hysteresis), so that a resumed run continues mid-hysteresis. */
+  minScale?: number;
+  hysteresis?: number;
+  /** Consecutive overflows still taken without a back-off. */
+  hysteresisLeft?: number;
+  /** Whether a back-off would have taken the scale below minScale (checkScale throws). */
+  collapsed?: boolean;
 }
 
 type Stage = 'ready' | 'unscaled' | 'stepped';
@@ -84,14 +91,32 @@ interface PerOptimizer {
   foundInf: Tensor | null;
 }
 
+type GuardState = Required<Pick<GradScalerState, 'minScale' | 'hysteresis' | 'hysteresisLeft' | 'collapsed'>>;
+
+/** The guard entries of a state dict: all four or none (a state saved without guards). */
+function checkGuardState(s: GradScalerState): GuardState | null {
+  const keys = ['minScale', 'hysteresis', 'hysteresisLeft', 'collapsed'] as const;
+  const present = keys.filter((k) => s[k] !== undefined);
+  if (present.length === 0) return null;
+  if (present.length < keys.length) throw new GradScalerError(`loadStateDict: the guard state needs ${keys.join(', ')}; only ${present.join(', ')} given`);
+  const g = s as GradScalerState & GuardState;
+  if (!(g.minScale >= 0 && Number.isFinite(g.minScale))) throw new GradScalerError(`loadStateDict: 'minScale' must be a finite number >= 0, got ${JSON.stringify(g.minScale)}`);
+  if (!(Number.isSafeInteger(g.hysteresis) && g.hysteresis >= 1)) throw new GradScalerError(`loadStateDict: 'hysteresis' must be an integer >= 1, got ${JSON.stringify(g.hysteresis)}`);
+  if (!(Number.isSafeInteger(g.hysteresisLeft) && g.hysteresisLeft >= 1 && g.hysteresisLeft <= g.hysteresis)) {
+    throw new GradScalerError(`loadStateDict: 'hysteresisLeft' must be an integer from 1 to hysteresis ${g.hysteresis}, got ${JSON.stringify(g.hysteresisLeft)}`);
+  }
+  if (typeof g.collapsed !== 'boolean') throw new GradScalerError(`loadStateDict: 'collapsed' must be true or false, got ${JSON.stringify(g.collapsed)}`);
+  return g;
+}
+
 export class GradScaler {
   readonly enabled: boolean;
   readonly dynamic: boolean;
   growthFactor: number;
   backoffFactor: number;
   growthInterval: number;
-  readonly minScale: number;
-  readonly hysteresis: number;
+  minScale: number;
+  hysteresis: number;
   private readonly backend: Backend;
   /** The guards' device state: [consecutive overflows left before a back-off, collapsed flag]. */
   private hysteresisLeftT: Tensor | null = null;
@@ -125,10 +150,14 @@ export class GradScaler {
     if (this.scaleT) return;
     this.scaleT = keep(full([], this.initScale, { backend: this.backend }));
     this.trackerT = keep(full([], 0, { backend: this.backend }));
-    if (this.guarded) {
-      this.hysteresisLeftT = keep(full([], this.hysteresis, { backend: this.backend }));
-      this.collapsedT = keep(full([], 0, { backend: this.backend }));
-    }
+    this.initGuards();
+  }
+
+  /** The guards' device state, when there are guards (a loaded state dict may add them). */
+  private initGuards(): void {
+    if (!this.guarded || this.hysteresisLeftT) return;
+    this.hysteresisLeftT = keep(full([], this.hysteresis, { backend: this.backend }));
+    this.collapsedT = keep(full([], 0, { backend: this.backend }));
   }
 
   /** Whether the scale update has guards (minScale or hysteresis). */
@@ -290,12 +319,17 @@ export class GradScaler {
 
   async stateDict(): Promise<GradScalerState | Record<string, never>> {
     if (!this.enabled) return {};
-    return {
+    const state: GradScalerState = {
       scale: await this.getScale(),
       growthFactor: this.growthFactor,
       backoffFactor: this.backoffFactor,
       growthInterval: this.growthInterval,
       growthTracker: await this.getGrowthTracker(),
+    };
+    if (!this.guarded) return state;
+    return {
+      ...state, minScale: this.minScale, hysteresis: this.hysteresis,
+      hysteresisLeft: await this.hysteresisLeftT!.item(), collapsed: (await this.collapsedT!.item()) !== 0,
     };
   }
 
@@ -308,13 +342,23 @@ export class GradScaler {
     for (const k of ['scale', 'growthFactor', 'backoffFactor', 'growthInterval', 'growthTracker'] as const) {
       if (typeof s[k] !== 'number') throw new GradScalerError(`loadStateDict: '${k}' must be a number, got ${JSON.stringify(s[k])}`);
     }
+    const guards = checkGuardState(s);
     this.initScale = s.scale;
     this.growthFactor = s.growthFactor;
     this.backoffFactor = s.backoffFactor;
     this.growthInterval = s.growthInterval;
+    if (guards) {
+      this.minScale = guards.minScale;
+      this.hysteresis = guards.hysteresis;
+    }
     this.lazyInit();
+    this.initGuards();
     this.backend.fill(this.scaleT!.storageView, s.scale);
     this.backend.fill(this.trackerT!.storageView, s.growthTracker);
+    if (guards) {
+      this.backend.fill(this.hysteresisLeftT!.storageView, guards.hysteresisLeft);
+      this.backend.fill(this.collapsedT!.storageView, guards.collapsed ? 1 : 0);
+    }
   }
 
   dispose(): void {

@@ -205,12 +205,19 @@ export interface Fusions {
   sample(logits: View, uniforms: View, out: View, spec: SampleSpec): void;
   /** Sum of squares of every element of every view, accumulated in at least float32 into out[0] (overwritten): gradient norms in one pass. */
   sumOfSquares(views: readonly View[], out: View): void;
+  /**
+   * Magnitude counts of each view k into float32 out[k * (T + 2) ..] for T ascending
+   * float32 `thresholds` >= 0: the number of elements with |x| >= thresholds[j]
+   * (NaN counts nowhere), then the largest |x| (0 when every value is NaN) and the
+   * smallest nonzero |x| (Infinity when there is none): tensor statistics in one pass per view.
+   */
+  magnitudeCounts(views: readonly View[], thresholds: readonly number[], out: View): void;
 }
 
 /** The fusions in the groups a backend offers together (a forward with its backward): a partial group is not used. */
 export const FUSION_GROUPS = [
   ['cast'], ['causalFill'], ['softmax', 'softmaxBackward'], ['layerNorm', 'layerNormBackward'],
-  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'], ['quantizedMatmul'], ['sample'],
+  ['crossEntropy', 'crossEntropyBackward'], ['attention', 'attentionBackward'], ['matmulEpilogue'], ['sumOfSquares'], ['magnitudeCounts'], ['quantizedMatmul'], ['sample'],
 ] as const satisfies readonly (readonly (keyof Fusions)[])[];
 
 // Every member of Fusions is in a group (a compile error otherwise).

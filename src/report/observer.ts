@@ -49,7 +49,7 @@ export class NumericsObserver implements StepObserver {
     if (this.scale !== null) {
       const s = this.scale;
       this.scale = null;
-      const value = s === 1 ? 1 : await s.item().finally(() => s.dispose());
+      const value = s === 1 ? 1 : s.item().finally(() => s.dispose());
       records.push({ type: 'stats', ...(await this.sampler!.read(step, value)) } satisfies StatsRecord);
     }
     const culprit = await this.finder?.firstNonFinite();

@@ -1,7 +1,8 @@
 // Sampling tensor statistics during training: for one step, the gradient
 // entering each transformer block (through a gradient tap on the block's
 // output, installed for that step only) and every parameter's gradient after
-// the backward pass. Everything is computed on the device and read back once.
+// the backward pass. Everything is computed on the device, in one pass per
+// tensor, and read back once; steps that are not sampled run none of it.
 
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -19,35 +20,38 @@ export class StatsSampler {
 
   constructor(private readonly model: Module, private readonly blocks: RegExp = BLOCK_PATH) {}
 
-  private add(name: string, kind: StatsMeta['kind'], t: Tensor): void {
-    this.meta.push({ name, kind, dtype: t.dtype, size: t.size });
-    this.rows.push(statsOnDevice(t));
+  /** Statistics of the tensors into a device row each (one pass per tensor, no read-back). */
+  private add(kind: StatsMeta['kind'], named: readonly (readonly [string, Tensor])[]): void {
+    if (named.length === 0) return;
+    for (const [name, t] of named) this.meta.push({ name, kind, dtype: t.dtype, size: t.size });
+    this.rows.push(statsOnDevice(named.map(([, t]) => t)));
   }
 
   /** Before the step's forward pass: taps the gradient of every block's output. */
   arm(): void {
     if (this.removeHooks) return;
     this.removeHooks = installForwardHooks(this.model, (path, out) =>
-      this.blocks.test(path) ? tapGradient(out, (g) => this.add(path, 'activation-grad', g)) : out);
+      this.blocks.test(path) ? tapGradient(out, (g) => this.add('activation-grad', [[path, g]])) : out);
   }
 
   /** After the backward pass (before unscaling): every parameter's gradient, and the hooks come off. */
   collectWeightGradients(): void {
     this.removeHooks?.();
     this.removeHooks = null;
-    for (const [name, p] of this.model.namedParameters()) if (p.grad) this.add(name, 'weight-grad', p.grad);
+    this.add('weight-grad', this.model.namedParameters().flatMap(([name, p]) => (p.grad ? [[name, p.grad] as const] : [])));
   }
 
   get armed(): boolean {
     return this.removeHooks !== null;
   }
 
-  /** Reads what was collected (one transfer) as the sample of `step`, taken at loss scale `scale`. */
-  async read(step: number, scale: number): Promise<StatsSample> {
+  /** Reads what was collected (one transfer) as the sample of `step`, taken at loss scale `scale` (read alongside). */
+  async read(step: number, scale: number | Promise<number>): Promise<StatsSample> {
     const meta = this.meta, rows = this.rows;
     this.meta = [];
     this.rows = [];
-    return { step, scale, tensors: await decodeStats(meta, rows) };
+    const [value, tensors] = await Promise.all([scale, decodeStats(meta, rows)]);
+    return { step, scale: value, tensors };
   }
 
   /** Removes the hooks and drops anything not read. */

@@ -1,16 +1,14 @@
-// Tensor statistics for the numerics report, computed on the device from
-// primitive ops and read back in one transfer.
+// Tensor statistics for the numerics report, computed on the device in one
+// pass per tensor (the backend's magnitudeCounts) and read back in one transfer.
 //
-// Every statistic is a count of |x| >= t for a fixed list of thresholds t:
-// one broadcast comparison of the values against all thresholds and one sum.
+// Every statistic is a count of |x| >= t for a fixed list of thresholds t.
 // The thresholds are the exact rounding boundaries of float16 and bfloat16
 // (round to nearest even), so "would overflow / be subnormal / underflow"
 // means what a cast would do, to the bit. The counts are differences of those.
 
-import { noGrad } from '../autograd/backward.js';
 import { Tensor, keep, tidy } from '../tensor/tensor.js';
-import { tensor as makeTensor } from '../tensor/creation.js';
-import { abs, cat, ge, gt, max, min, reshape, slice, sum, to, where } from '../tensor/ops.js';
+import { cat } from '../tensor/ops.js';
+import { fusions } from '../tensor/fusions.js';
 import { MixprecError, type ErrorCode } from '../errors.js';
 
 export class StatsError extends MixprecError {
@@ -76,28 +74,19 @@ const BFLOAT16: Boundaries = {
   nonzero: 2 ** -134 + 2 ** -149,
 };
 
-// The thresholds, in the order of the count vector.
-const FIXED = [0, Infinity, F32_MIN_SUBNORMAL, FLOAT16.overflow, FLOAT16.normal, FLOAT16.nonzero, BFLOAT16.overflow, BFLOAT16.normal, BFLOAT16.nonzero];
+// The thresholds as the device compares them (float32), ascending, each once.
 const HIST_EDGES = Array.from({ length: HISTOGRAM_HIGH - HISTOGRAM_LOW + 1 }, (_, i) => 2 ** (HISTOGRAM_LOW + i));
-const THRESHOLDS = [...FIXED, ...HIST_EDGES];
-/** Values per comparison chunk, so the [chunk, thresholds] intermediate stays a few MB. */
-const CHUNK = 1 << 15;
+const THRESHOLDS = [...new Set([0, Infinity, F32_MIN_SUBNORMAL, ...Object.values(FLOAT16), ...Object.values(BFLOAT16), ...HIST_EDGES].map(Math.fround))]
+  .sort((a, b) => a - b);
+/** A statistics row: the count for each threshold, then max |x| and min nonzero |x|. */
+const WIDTH = THRESHOLDS.length + 2;
 
-/** Counts of |x| >= t for every threshold, then max |x| and min nonzero |x|: a device tensor [thresholds + 2]. */
-function deviceCounts(x: Tensor): Tensor {
-  const a = abs(reshape(to(x, 'float32'), [x.size]));
-  const thresholds = makeTensor(THRESHOLDS, { shape: [1, THRESHOLDS.length], backend: x.backend });
-  const parts: Tensor[] = [];
-  for (let start = 0; start < x.size; start += CHUNK) {
-    const chunk = reshape(slice(a, 0, start, Math.min(x.size, start + CHUNK)), [-1, 1]);
-    parts.push(sum(ge(chunk, thresholds), 0));
-  }
-  const counts = parts.reduce((acc, p) => acc.add(p));
-  const zero = makeTensor([0], { shape: [], backend: x.backend });
-  const inf = makeTensor([Infinity], { shape: [], backend: x.backend });
-  const maxAbs = max(where(ge(a, 0), a, zero)); // NaN fails every comparison
-  const minNonzero = min(where(gt(a, 0), a, inf));
-  return cat([counts, reshape(maxAbs, [1]), reshape(minNonzero, [1])]);
+/** The statistics rows of `xs` (one backend) as a device tensor [xs.length, WIDTH]. */
+function deviceCounts(xs: readonly Tensor[]): Tensor {
+  const b = xs[0]!.backend;
+  const out = Tensor.empty([xs.length, WIDTH], 'float32', b, 'tensor statistics');
+  fusions(b).magnitudeCounts(xs.map((x) => x.storageView), THRESHOLDS, out.storageView);
+  return out;
 }
 
 function rangeFractions(c: (t: number) => number, b: Boundaries, n: number): RangeFractions {
@@ -112,13 +101,14 @@ function rangeFractions(c: (t: number) => number, b: Boundaries, n: number): Ran
 
 function fromCounts(e: StatsMeta, row: ArrayLike<number>): TensorStats {
   const n = e.size;
-  const c = (t: number): number => row[THRESHOLDS.indexOf(t)]!;
+  /** The count of |x| >= t (t as float32: bfloat16's overflow boundary is then infinity). */
+  const c = (t: number): number => row[THRESHOLDS.indexOf(Math.fround(t))]!;
   const notNaN = c(0), inf = c(Infinity), nonzero = c(F32_MIN_SUBNORMAL);
-  const edge = (k: number): number => row[FIXED.length + k]!;
+  const edge = (k: number): number => c(HIST_EDGES[k]!);
   const bins = Array.from({ length: HISTOGRAM_HIGH - HISTOGRAM_LOW }, (_, k) => edge(k) - edge(k + 1));
   return {
     name: e.name, kind: e.kind, dtype: e.dtype, size: n,
-    maxAbs: row[THRESHOLDS.length]!, minNonzeroAbs: row[THRESHOLDS.length + 1]!,
+    maxAbs: row[WIDTH - 2]!, minNonzeroAbs: row[WIDTH - 1]!,
     zeros: (notNaN - nonzero) / n,
     nonFinite: (n - notNaN + inf) / n,
     float16: rangeFractions(c, FLOAT16, n),
@@ -140,30 +130,32 @@ function checkEntries(entries: readonly StatsEntry[]): void {
 export type StatsMeta = Omit<StatsEntry, 'tensor'> & { dtype: string; size: number };
 
 /**
- * The statistics of one tensor as a device tensor, owned by the caller (kept
- * from enclosing `tidy` scopes), for
- * collecting several without reading back: decode them with `decodeStats`.
+ * The statistics of `xs` (on one backend) as a device tensor [xs.length, row],
+ * owned by the caller (kept from enclosing `tidy` scopes), for collecting
+ * several without reading back: decode them with `decodeStats`.
  */
-export function statsOnDevice(x: Tensor): Tensor {
-  return keep(noGrad(() => tidy(() => deviceCounts(x))));
+export function statsOnDevice(xs: readonly Tensor[]): Tensor {
+  return keep(deviceCounts(xs));
 }
 
-/** Reads rows made by `statsOnDevice` (in `meta` order) back in one transfer, and disposes them. */
+/** Reads row tensors made by `statsOnDevice` (rows in `meta` order) back in one transfer, and disposes them. */
 export async function decodeStats(meta: readonly StatsMeta[], rows: readonly Tensor[]): Promise<TensorStats[]> {
   if (rows.length === 0) return [];
   let flat: ArrayLike<number>;
   try {
-    const all = tidy(() => cat(rows));
-    try {
-      flat = await all.toArray();
-    } finally {
-      all.dispose();
+    if (rows.length === 1) flat = await rows[0]!.toArray();
+    else {
+      const all = tidy(() => cat(rows));
+      try {
+        flat = await all.toArray();
+      } finally {
+        all.dispose();
+      }
     }
   } finally {
     for (const r of rows) r.dispose();
   }
-  const width = THRESHOLDS.length + 2;
-  return meta.map((m, i) => fromCounts(m, Array.prototype.slice.call(flat, i * width, (i + 1) * width) as number[]));
+  return meta.map((m, i) => fromCounts(m, Array.prototype.slice.call(flat, i * WIDTH, (i + 1) * WIDTH) as number[]));
 }
 
 /**
@@ -173,5 +165,5 @@ export async function decodeStats(meta: readonly StatsMeta[], rows: readonly Ten
 export async function tensorStats(entries: readonly StatsEntry[]): Promise<TensorStats[]> {
   checkEntries(entries);
   const meta = entries.map((e) => ({ name: e.name, kind: e.kind, dtype: e.tensor.dtype, size: e.tensor.size }));
-  return decodeStats(meta, entries.map((e) => statsOnDevice(e.tensor)));
+  return decodeStats(meta, entries.length === 0 ? [] : [statsOnDevice(entries.map((e) => e.tensor))]);
 }

@@ -8,6 +8,7 @@ import * as attention from './composed/attention.js';
 import * as nn from './composed/nn.js';
 import * as quantized from './composed/quantized.js';
 import * as sampling from './composed/sample.js';
+import * as stats from './composed/stats.js';
 
 const chosen = new WeakMap<Backend, Fusions>();
 
@@ -27,6 +28,7 @@ function composed(b: Backend): Fusions {
     quantizedMatmul: (...a) => quantized.quantizedMatmul(b, ...a),
     sample: (...a) => sampling.sample(b, ...a),
     sumOfSquares: (...a) => nn.sumOfSquares(b, ...a),
+    magnitudeCounts: (...a) => stats.magnitudeCounts(b, ...a),
   };
 }
 

@@ -23,6 +23,7 @@ function setup(opts: ConstructorParameters<typeof GradScaler>[0] = {}) {
 }
 
 const fine = [1, 2, 3], fine4 = [1, 2, 3, 4];
+const saved8 = () => ({ scale: 8, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, growthTracker: 0 });
 
 describe('GradScaler step status', () => {
   it('says whether the step was applied and, if not, which gradient was inf or NaN first, by name', async () => {
@@ -78,6 +79,40 @@ describe('GradScaler guards', () => {
     assert.equal(await scaler.getScale(), 2, 'the scale stays at the minimum');
     await assert.rejects(scaler.checkScale(), (e: Error) => e instanceof LossScaleCollapsedError
       && e.message.includes('minScale 2') && e.message.includes('h.1.attn.c_proj.bias'));
+  });
+
+  it('keeps the hysteresis count and the collapse in its state dict: a scaler resumed mid-hysteresis continues as the uninterrupted one', async () => {
+    const straight = setup({ initScale: 8, hysteresis: 3 }), resumed = setup({ initScale: 8, hysteresis: 3 });
+    const overflow = (s: typeof straight) => s.step([Infinity, 0, 0], fine4);
+    overflow(straight);
+    overflow(straight);
+    const saved = JSON.parse(JSON.stringify(await straight.scaler.stateDict()));
+    assert.deepEqual(saved, { scale: 8, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, growthTracker: 0, minScale: 0, hysteresis: 3, hysteresisLeft: 1, collapsed: false });
+    resumed.scaler.loadStateDict(saved);
+    const scales = async (s: typeof straight) => {
+      const out: number[] = [];
+      for (const finite of [false, true, false, false, false]) {
+        if (finite) s.step(fine, fine4);
+        else overflow(s);
+        out.push(await s.scaler.getScale());
+      }
+      return out;
+    };
+    const expected = await scales(straight);
+    assert.deepEqual(expected, [4, 4, 4, 4, 2], 'the third consecutive overflow backs off at once');
+    assert.deepEqual(await scales(resumed), expected);
+    assert.deepEqual(await resumed.scaler.stateDict(), await straight.scaler.stateDict());
+  });
+
+  it('a collapsed scale stays collapsed through its state dict, also into a scaler made without guards', async () => {
+    const collapsed = setup({ initScale: 4, minScale: 4 });
+    collapsed.step(fine, [0, 0, Infinity, 0]);
+    const plain = setup();
+    plain.scaler.loadStateDict(await collapsed.scaler.stateDict());
+    assert.deepEqual([plain.scaler.minScale, plain.scaler.hysteresis], [4, 1]);
+    await assert.rejects(plain.scaler.checkScale(), LossScaleCollapsedError);
+    assert.throws(() => plain.scaler.loadStateDict({ ...(saved8()), hysteresis: 2, hysteresisLeft: 3, minScale: 0, collapsed: false }), /'hysteresisLeft' must be an integer from 1 to hysteresis 2, got 3/);
+    assert.throws(() => plain.scaler.loadStateDict({ ...(saved8()), hysteresis: 2 }), /the guard state needs minScale, hysteresis, hysteresisLeft, collapsed; only hysteresis given/);
   });
 
   it('refuses bad guard options by name', () => {

@@ -14,6 +14,7 @@ import { quantizedMatmul } from './quantized.js';
 import { sample } from './sample.js';
 import * as nn from './nn.js';
 import * as optim from './optim.js';
+import * as stats from './stats.js';
 
 /** Implements every primitive and offers every fusion. */
 export class CpuBackend implements Backend, Fusions {
@@ -99,5 +100,6 @@ export class CpuBackend implements Backend, Fusions {
   attention = nn.attention;
   attentionBackward = nn.attentionBackward;
   sumOfSquares = optim.sumOfSquares;
+  magnitudeCounts = stats.magnitudeCounts;
   update = optim.update;
 }

@@ -34,6 +34,7 @@ import * as embedding from './kernels/embedding.js';
 import { IndexChecks } from './kernels/index-check.js';
 import * as attn from './kernels/attention.js';
 import * as optim from './kernels/optim.js';
+import * as stats from './kernels/stats.js';
 import { matmulSimple } from './kernels/matmul-simple.js';
 import { quantizedMatmul } from './kernels/quantized-matmul.js';
 import { sample } from './kernels/sample.js';
@@ -458,6 +459,10 @@ export class WebGPUBackend implements Backend, Fusions {
 
   sumOfSquares(views: readonly View[], out: View): void {
     optim.sumOfSquares(this.rt, viewRanges(this.rt, views), out);
+  }
+
+  magnitudeCounts(views: readonly View[], thresholds: readonly number[], out: View): void {
+    stats.magnitudeCounts(this.rt, views, thresholds, out);
   }
 
   update(rule: UpdateRule, call: UpdateCall): void {

@@ -172,6 +172,7 @@ export class ShapeBackend implements Backend, Fusions {
   attentionBackward = nothing;
   matmulEpilogue = nothing;
   sumOfSquares = nothing;
+  magnitudeCounts = nothing;
   quantizedMatmul = nothing;
   sample = nothing;
 }
