@@ -75,7 +75,7 @@ function write(): void {
     `Adapter limits: maxStorageBufferBindingSize ${first?.limits?.maxStorageBufferBindingSize ?? '-'} bytes, maxBufferSize ${first?.limits?.maxBufferSize ?? '-'} bytes.`,
     'Binding MiB: the most the backend binds at once, the adapter\'s or one lowered by the `maxBindingBytes` option (as many browsers and phones'
       + ' have 128 MiB): tensors larger than that, such as the 154 MB token embedding under 128 MiB, run in parts.',
-    `GPT-2 124M (\`gpt2\` preset, ${first?.parameters ?? '-'} parameters), random init (seed 1), batch 1 × block ${block}, one fixed batch;`,
+    `GPT-2 124M (\`gpt2\` preset, its position table cut to the block: ${first?.parameters ?? '-'} parameters), random init (seed 1), batch 1 × block ${block}, one fixed batch;`,
     'AdamW (lr 6e-4, betas 0.9/0.95, weight decay 0.1) through `ampStep` and a `GradScaler` (dynamic for fp16), gradient clipping at 1.',
     'Step s: each forward + backward + optimizer step (the first includes compiling the kernels); a step that the loss scale skips is retried.',
     'Loss after: the same batch, evaluated again under the policy after the step. Peak: `memory(backend).peakBytes`; live tensors after disposal.',
