@@ -49,17 +49,20 @@ export class OverflowRecord {
     if (grads.length === 0) return;
     this.count++;
     const names = grads.map((g, i) => g.name ?? `gradient ${i}`);
-    // The previous flags go first, so that a step's peak memory is the same at every step.
+    // The previous flags go first, and the overflow flags exist from the first unscale on (none
+    // found yet: unscale 0), so that every step allocates the same and its peak memory is the same.
     this.latestFlags = replace(this.latestFlags, null);
+    const backend = foundInf.backend;
+    if (this.overflow?.names.join('\n') !== names.join('\n')) {
+      this.overflow = replace(this.overflow, { names, values: keep(full([names.length], 0, { backend })), unscale: keep(full([1], 0, { backend })) });
+    }
+    const prev = this.overflow!;
     const next = noGrad(() => tidy(() => {
       // Each product in its own scope: one gradient-sized temporary at a time, not one per gradient.
       const values = keep(cat(grads.map((g) => tidy(() => reshape(sum(mul(g, 0)), [1])))));
-      const unscale = keep(full([1], this.count, { backend: foundInf.backend }));
-      const prev = this.overflow && this.overflow.names.join('\n') === names.join('\n') ? this.overflow : null;
+      const unscale = keep(full([1], this.count, { backend }));
       // The overflow record follows the latest flags only when this unscale found an overflow.
-      const overflow: Flags = prev
-        ? { names, values: keep(where(foundInf, values, prev.values)), unscale: keep(where(foundInf, unscale, prev.unscale)) }
-        : { names, values: keep(where(foundInf, values, full([names.length], 0, { backend: foundInf.backend }))), unscale: keep(where(foundInf, unscale, full([1], 0, { backend: foundInf.backend }))) };
+      const overflow: Flags = { names, values: keep(where(foundInf, values, prev.values)), unscale: keep(where(foundInf, unscale, prev.unscale)) };
       return { latest: { names, values, unscale }, overflow };
     }));
     this.latestFlags = next.latest;
