@@ -134,6 +134,22 @@ const all = Object.fromEntries(Object.entries(previous).filter(([, v]) => typeof
 all[backend] = { ...all[backend], ...entry };
 writeFileSync(jsonFile, `${JSON.stringify(all, null, 2)}\n`);
 
+/** The WebGPU runtime's counters per run, off against on (median over rounds): what statistics add to a run once and per sample. */
+function counterTable(runs: readonly (readonly [string, NonNullable<Entry['interleaved']>])[]): string[] {
+  const withCounters = runs.filter(([, r]) => r.rows.every((row) => row.counters));
+  if (withCounters.length === 0) return [];
+  const of = (r: NonNullable<Entry['interleaved']>, stats: boolean, key: keyof Counters) => median(r.rows.filter((row) => row.stats === stats).map((row) => row.counters![key]));
+  const cell = (r: NonNullable<Entry['interleaved']>, key: keyof Counters) => `${of(r, false, key)} / ${of(r, true, key)}`;
+  return [
+    'The runtime\'s counters per run (whole run, final evaluation included; median over rounds), off / on:',
+    '',
+    '| backend | pipelines compiled | compile time (ms) | bind groups made | dispatches |',
+    '|---|---|---|---|---|',
+    ...withCounters.map(([name, r]) => `| ${name} | ${cell(r, 'pipelines')} | ${cell(r, 'compileMs')} | ${cell(r, 'bindGroups')} | ${cell(r, 'dispatches')} |`),
+    '',
+  ];
+}
+
 const runs = Object.entries(all).flatMap(([name, e]) => (e.interleaved ? [[name, e.interleaved] as const] : []));
 const pairs = Object.entries(all).flatMap(([name, e]) => (e.paired ? [[name, e.paired] as const] : []));
 writeFileSync(join(out, 'stats-overhead.md'), [
@@ -149,6 +165,7 @@ writeFileSync(join(out, 'stats-overhead.md'), [
   '|---|---|---|---|---|---|---|---|---|---|',
   ...runs.map(([name, r]) => `| ${name} | ${r.steps} | ${r.rounds} | ${r.offTokensPerSec} | ${r.onTokensPerSec} | ${r.roundCosts.map(pct).join(', ')} | ${pct(r.cost)} | ${r.roundCpuCosts.map(pct).join(', ')} | ${pct(r.cpuCost)} | ${load(r.loadavgStart)} / ${load(r.loadavgEnd)} |`),
   '',
+  ...counterTable(runs),
   '## Paired steps',
   '',
   'One run reading the loss after every step, statistics every 2 steps: each sampled step against the unsampled step after it (median over the pairs). Divided by the interval, the extra of one sample is the steady-state cost of sampling every that many steps.',
