@@ -41,7 +41,7 @@ function option(name: string, fallback: string): string {
 }
 
 const backend = option('backend', 'cpu') as BackendChoice;
-const steps = Number(option('steps', '60'));
+const steps = Number(option('steps', '300'));
 const rounds = Number(option('rounds', '3'));
 const interval = Number(option('interval', '10'));
 const pairedSteps = Number(option('paired-steps', '41'));
@@ -54,7 +54,15 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
 
-interface Row { round: number; stats: boolean; tokensPerSec: number; tokensPerCpuSec: number }
+/** WebGPU only: the runtime's counters over a run (pipeline compilations and their time, bind groups made). */
+interface Counters { pipelines: number; compileMs: number; bindGroups: number; dispatches: number }
+interface Row { round: number; stats: boolean; tokensPerSec: number; tokensPerCpuSec: number; counters?: Counters }
+
+type RuntimeView = { stats: Counters };
+/** The WebGPU runtime under a model's parameters, if that is its backend. */
+function runtimeOf(model: { parameters(): { backend: unknown }[] }): RuntimeView | undefined {
+  return (model.parameters()[0]?.backend as { rt?: RuntimeView } | undefined)?.rt;
+}
 
 async function interleaved() {
   const loadavgStart = loadavg();
@@ -62,15 +70,18 @@ async function interleaved() {
   for (let round = 1; round <= rounds; round++) {
     for (const stats of round % 2 ? [false, true] : [true, false]) {
       let wall = 0, cpu = 0;
+      let rt: RuntimeView | undefined;
       // The clocks start before any other observer sees step 1 and stop after every one has seen the last step.
       const start: StepObserver = { beforeStep: (step) => { if (step === 1) { wall = performance.now(); cpu = cpuSeconds(); } } };
       const stop: StepObserver = { afterStep: async (step) => { if (step === steps) { wall = (performance.now() - wall) / 1000; cpu = cpuSeconds() - cpu; } return []; } };
       const summary = await train({ backend, maxSteps: steps, evalInterval: steps, saveInterval: 0, logInterval: 10 }, {
         runDir: null,
-        observers: (model) => [start, ...(stats ? [new NumericsObserver(model, { statsInterval: interval })] : []), stop],
+        observers: (model) => (rt = runtimeOf(model), [start, ...(stats ? [new NumericsObserver(model, { statsInterval: interval })] : []), stop]),
       });
-      rows.push({ round, stats, tokensPerSec: Math.round(summary.tokens / wall), tokensPerCpuSec: Math.round(summary.tokens / cpu) });
-      console.log(`round ${round}, statistics ${stats ? `every ${interval} steps` : 'off'}: ${rows.at(-1)!.tokensPerSec} tokens/s, ${rows.at(-1)!.tokensPerCpuSec} tokens per CPU second`);
+      const c = rt?.stats;
+      const counters = c && { pipelines: c.pipelines, compileMs: Math.round(c.compileMs), bindGroups: c.bindGroups, dispatches: c.dispatches };
+      rows.push({ round, stats, tokensPerSec: Math.round(summary.tokens / wall), tokensPerCpuSec: Math.round(summary.tokens / cpu), ...(counters ? { counters } : {}) });
+      console.log(`round ${round}, statistics ${stats ? `every ${interval} steps` : 'off'}: ${rows.at(-1)!.tokensPerSec} tokens/s, ${rows.at(-1)!.tokensPerCpuSec} tokens per CPU second${counters ? `, ${JSON.stringify(counters)}` : ''}`);
     }
   }
   const costs = (key: 'tokensPerSec' | 'tokensPerCpuSec') => Array.from({ length: rounds }, (_, i) => {
@@ -123,6 +134,22 @@ const all = Object.fromEntries(Object.entries(previous).filter(([, v]) => typeof
 all[backend] = { ...all[backend], ...entry };
 writeFileSync(jsonFile, `${JSON.stringify(all, null, 2)}\n`);
 
+/** The WebGPU runtime's counters per run, off against on (median over rounds): what statistics add to a run once and per sample. */
+function counterTable(runs: readonly (readonly [string, NonNullable<Entry['interleaved']>])[]): string[] {
+  const withCounters = runs.filter(([, r]) => r.rows.every((row) => row.counters));
+  if (withCounters.length === 0) return [];
+  const of = (r: NonNullable<Entry['interleaved']>, stats: boolean, key: keyof Counters) => median(r.rows.filter((row) => row.stats === stats).map((row) => row.counters![key]));
+  const cell = (r: NonNullable<Entry['interleaved']>, key: keyof Counters) => `${of(r, false, key)} / ${of(r, true, key)}`;
+  return [
+    'The runtime\'s counters per run (whole run, final evaluation included; median over rounds), off / on:',
+    '',
+    '| backend | pipelines compiled | compile time (ms) | bind groups made | dispatches |',
+    '|---|---|---|---|---|',
+    ...withCounters.map(([name, r]) => `| ${name} | ${cell(r, 'pipelines')} | ${cell(r, 'compileMs')} | ${cell(r, 'bindGroups')} | ${cell(r, 'dispatches')} |`),
+    '',
+  ];
+}
+
 const runs = Object.entries(all).flatMap(([name, e]) => (e.interleaved ? [[name, e.interleaved] as const] : []));
 const pairs = Object.entries(all).flatMap(([name, e]) => (e.paired ? [[name, e.paired] as const] : []));
 writeFileSync(join(out, 'stats-overhead.md'), [
@@ -138,6 +165,7 @@ writeFileSync(join(out, 'stats-overhead.md'), [
   '|---|---|---|---|---|---|---|---|---|---|',
   ...runs.map(([name, r]) => `| ${name} | ${r.steps} | ${r.rounds} | ${r.offTokensPerSec} | ${r.onTokensPerSec} | ${r.roundCosts.map(pct).join(', ')} | ${pct(r.cost)} | ${r.roundCpuCosts.map(pct).join(', ')} | ${pct(r.cpuCost)} | ${load(r.loadavgStart)} / ${load(r.loadavgEnd)} |`),
   '',
+  ...counterTable(runs),
   '## Paired steps',
   '',
   'One run reading the loss after every step, statistics every 2 steps: each sampled step against the unsampled step after it (median over the pairs). Divided by the interval, the extra of one sample is the steady-state cost of sampling every that many steps.',
