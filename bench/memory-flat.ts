@@ -9,12 +9,13 @@
 // a run cut short (by `timeout`) keeps what it reached.
 //
 //   node --import tsx bench/memory-flat.ts [--steps 200] [--precision bf16] [--batch 1] [--block 64] [--name memory-flat]
+//   node --import tsx bench/memory-flat.ts --render NAME      (rewrites NAME.md from NAME.json)
 //
 // Writes bench/results/NAME.json (every step) and NAME.md (the summary).
 
 /// <reference types="@webgpu/types" />
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,20 +80,24 @@ const mb = (n: number) => (n / 1e6).toFixed(2);
 function summarise(records: StepRecord[], firstStep: number) {
   const range = records.filter((r) => r.step >= firstStep);
   const spread = (key: keyof StepRecord) => range.length ? Math.max(...range.map((r) => r[key])) - Math.min(...range.map((r) => r[key])) : NaN;
-  const rssSlope = slope(range.map((r) => r.step), range.map((r) => r.rss));
-  const heapSlope = slope(range.map((r) => r.step), range.map((r) => r.heapUsed));
+  const slopeOf = (rs: StepRecord[], key: 'rss' | 'heapUsed') => slope(rs.map((r) => r.step), rs.map((r) => r[key]));
+  // RSS settles over the first tens of steps (allocator and driver caches): the later half says whether it keeps rising.
+  const laterHalf = range.slice(Math.floor(range.length / 2));
+  const rssSlope = slopeOf(range, 'rss'), rssSlopeLaterHalf = slopeOf(laterHalf, 'rss');
   const liveBytesSpread = spread('liveBytes'), liveBuffersSpread = spread('liveBuffers'), heldBytesSpread = spread('heldBytes');
   const lastStep = records.at(-1)?.step ?? 0;
   return {
     firstStep, lastStep, stepsInRange: range.length,
     liveBytesSpread, liveBuffersSpread, liveTensorsSpread: spread('liveTensors'), heldBytesSpread,
-    rssSlopeBytesPerStep: rssSlope, heapSlopeBytesPerStep: heapSlope,
+    rssFirst: range[0]?.rss ?? NaN, rssLast: range.at(-1)?.rss ?? NaN,
+    rssSlopeBytesPerStep: rssSlope, laterHalfFirstStep: laterHalf[0]?.step ?? NaN, rssSlopeLaterHalfBytesPerStep: rssSlopeLaterHalf,
+    heapSlopeBytesPerStep: slopeOf(range, 'heapUsed'),
     backendFlat: range.length >= 2 && liveBytesSpread === 0 && liveBuffersSpread === 0 && heldBytesSpread === 0,
-    rssFlat: range.length >= 2 && Math.abs(rssSlope) < RSS_FLAT_BYTES_PER_STEP,
+    rssFlat: laterHalf.length >= 2 && Math.abs(rssSlopeLaterHalf) < RSS_FLAT_BYTES_PER_STEP,
   };
 }
 
-function render(meta: Record<string, unknown>, records: StepRecord[], s: ReturnType<typeof summarise>, growth: [number, number][], target: number): string {
+function render(meta: Meta, records: StepRecord[], s: ReturnType<typeof summarise>, growth: [number, number][], target: number): string {
   const lines = [
     '# Memory over a long GPT-2 124M run on WebGPU',
     '',
@@ -115,7 +120,9 @@ function render(meta: Record<string, unknown>, records: StepRecord[], s: ReturnT
   lines.push('', `From step ${s.firstStep} to step ${s.lastStep} (${s.stepsInRange} steps):`, '',
     `- live bytes, max - min: ${s.liveBytesSpread} bytes; live buffers, max - min: ${s.liveBuffersSpread}; live tensors, max - min: ${s.liveTensorsSpread}`,
     `- bytes held from the device (live and pooled), max - min: ${s.heldBytesSpread} bytes`,
-    `- RSS slope: ${(s.rssSlopeBytesPerStep / 1e6).toFixed(3)} MB per step (least squares); V8 heap used slope: ${(s.heapSlopeBytesPerStep / 1e6).toFixed(3)} MB per step`,
+    `- RSS: ${mb(s.rssFirst)} MB at step ${s.firstStep}, ${mb(s.rssLast)} MB at step ${s.lastStep}; slope (least squares) ${(s.rssSlopeBytesPerStep / 1e6).toFixed(3)} MB per step, `
+      + `${(s.rssSlopeLaterHalfBytesPerStep / 1e6).toFixed(3)} MB per step over the later half (steps ${s.laterHalfFirstStep} to ${s.lastStep})`,
+    `- V8 heap used slope: ${(s.heapSlopeBytesPerStep / 1e6).toFixed(3)} MB per step`,
     '');
   if (s.stepsInRange < 2) {
     lines.push(`Not enough steps past step ${s.firstStep} yet to say whether memory is flat.`);
@@ -123,15 +130,39 @@ function render(meta: Record<string, unknown>, records: StepRecord[], s: ReturnT
     lines.push(s.backendFlat
       ? `**Backend memory is flat**: from step ${s.firstStep} to step ${s.lastStep} the live bytes, live buffers and bytes held did not change at all.`
       : `**Backend memory is not flat** from step ${s.firstStep} to step ${s.lastStep}.`);
+    const later = `${(s.rssSlopeLaterHalfBytesPerStep / 1e6).toFixed(3)} MB per step over steps ${s.laterHalfFirstStep} to ${s.lastStep}`;
     lines.push(s.rssFlat
-      ? `**Process RSS is flat** within ${RSS_FLAT_BYTES_PER_STEP / 1e6} MB per step (its slope is ${(s.rssSlopeBytesPerStep / 1e6).toFixed(3)} MB per step).`
-      : `**Process RSS is not flat**: it moves ${(s.rssSlopeBytesPerStep / 1e6).toFixed(3)} MB per step (threshold ${RSS_FLAT_BYTES_PER_STEP / 1e6} MB per step).`);
+      ? `**Process RSS is flat** once settled: ${later}, under the ${RSS_FLAT_BYTES_PER_STEP / 1e6} MB per step threshold.`
+      : `**Process RSS is not flat**: it rises ${later} (threshold ${RSS_FLAT_BYTES_PER_STEP / 1e6} MB per step).`);
   }
   if (growth.length) {
     lines.push('', `Live buffers by block size that changed between step ${s.firstStep} and step ${s.lastStep}:`, '', '| block bytes | change in count |', '|---:|---:|');
     for (const [bytes, d] of growth) lines.push(`| ${bytes} | ${d > 0 ? '+' : ''}${d} |`);
   }
   return lines.join('\n') + '\n';
+}
+
+interface Meta {
+  adapter: string; model: string; parameters: number; precision: string; batch: number; block: number; targetSteps: number;
+  command: string; loadStart: number[]; loadNow: number[]; firstStepSec: number; meanStepSec: number;
+}
+
+const OUT_DIR = join(ROOT, 'bench', 'results');
+
+function writeResults(name: string, meta: Meta, records: StepRecord[], growth: [number, number][]): void {
+  const summary = summarise(records, MILESTONES[0]!);
+  const milestones = Object.fromEntries(MILESTONES.map((k) => [k, records.find((r) => r.step === k) ?? null]));
+  mkdirSync(OUT_DIR, { recursive: true });
+  writeFileSync(join(OUT_DIR, `${name}.json`), JSON.stringify({ ...meta, summary, milestones, liveBlockChanges: growth, steps: records }, null, 1) + '\n');
+  writeFileSync(join(OUT_DIR, `${name}.md`), render(meta, records, summary, growth, meta.targetSteps));
+}
+
+/** Rewrites NAME.md (and the summary in NAME.json) from the steps recorded in NAME.json. */
+function rerender(name: string): void {
+  const saved = JSON.parse(readFileSync(join(OUT_DIR, `${name}.json`), 'utf8')) as Meta & { steps: StepRecord[]; liveBlockChanges: [number, number][] };
+  const { steps, liveBlockChanges, ...rest } = saved;
+  const meta = Object.fromEntries(Object.entries(rest).filter(([k]) => k !== 'summary' && k !== 'milestones')) as unknown as Meta;
+  writeResults(name, meta, steps, liveBlockChanges);
 }
 
 async function main(): Promise<void> {
@@ -153,8 +184,6 @@ async function main(): Promise<void> {
     return [mp.tensor(x, { shape: [B, T], dtype: 'int32', backend }), mp.tensor(y, { shape: [B, T], dtype: 'int32', backend })];
   };
   const parameters = setup.model.parameters().reduce((n, p) => n + p.size, 0);
-  const outDir = join(ROOT, 'bench', 'results');
-  mkdirSync(outDir, { recursive: true });
   const firstStep = MILESTONES[0]!;
   let atFirst: Map<number, number> | null = null;
   const records: StepRecord[] = [];
@@ -175,22 +204,20 @@ async function main(): Promise<void> {
     const growth: [number, number][] = atFirst
       ? [...new Set([...atFirst.keys(), ...tracker.bySize.keys()])].map((k) => [k, (tracker.bySize.get(k) ?? 0) - (atFirst!.get(k) ?? 0)] as [number, number]).filter(([, d]) => d !== 0).sort((a, b) => a[0] - b[0])
       : [];
-    const summary = summarise(records, firstStep);
     const later = records.slice(1).map((r) => r.sec);
-    const meta = {
+    const meta: Meta = {
       adapter: description, model: 'gpt2', parameters, precision, batch: B, block: T, targetSteps: steps,
       command: `node --import tsx bench/memory-flat.ts --steps ${steps} --precision ${precision} --batch ${B} --block ${T}`,
       loadStart, loadNow: load(), firstStepSec: +records[0]!.sec.toFixed(1),
       meanStepSec: later.length ? +(later.reduce((a, b) => a + b, 0) / later.length).toFixed(1) : NaN,
     };
-    const milestones = Object.fromEntries(MILESTONES.map((k) => [k, records.find((r) => r.step === k) ?? null]));
-    writeFileSync(join(outDir, `${name}.json`), JSON.stringify({ ...meta, summary, milestones, liveBlockChanges: growth, steps: records }, null, 1) + '\n');
-    writeFileSync(join(outDir, `${name}.md`), render(meta, records, summary, growth, steps));
+    writeResults(name, meta, records, growth);
     console.error(`step ${step} loss ${lossValue.toFixed(4)} ${sec.toFixed(1)} s held ${m.bytes} live ${records.at(-1)!.liveBytes} buffers ${m.liveBuffers} tensors ${m.tensors} rss ${mb(rss)} MB heap ${mb(heapUsed)} MB`);
   }
   mp.disposeTrainingSetup(setup);
 }
 
-await main();
+if (process.argv.includes('--render')) rerender(option('render', 'memory-flat'));
+else await main();
 // Dawn keeps the process alive while a device exists.
 process.exit(0);
