@@ -109,6 +109,9 @@ function render(meta: Meta, records: StepRecord[], s: ReturnType<typeof summaris
     `Steps reached: ${s.lastStep} of ${target}${s.lastStep < target ? ' (the run was cut short: the figures cover the steps it reached)' : ''}. `
       + `Mean step time after the first: ${meta.meanStepSec} s; first step (pipeline compilation) ${meta.firstStepSec} s.`,
     '',
+    `Losses: random tokens (nothing to learn) at the learning rate \`createTrainingSetup\` gives every model (the default run's, high for GPT-2 124M), `
+      + `so they do not fall: between ${Math.min(...records.map((r) => r.loss)).toFixed(2)} and ${Math.max(...records.map((r) => r.loss)).toFixed(2)}. Memory does not depend on them.`,
+    '',
     '| step | loss | held (MB) | held buffers | peak (MB) | live (MB) | live buffers | live tensors | RSS (MB) | heap used (MB) |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
