@@ -4,6 +4,7 @@
 
 import type { Backend } from '../backend/backend.js';
 import { GradScaler } from '../amp/grad-scaler.js';
+import type { LossScaling } from '../amp/policy.js';
 import { gptConfig, type GPT, type GPTConfig } from '../nn/gpt.js';
 import { AdamW } from '../optim/adamw.js';
 import { TrainConfigError, resolveLossScale, type TrainConfig } from './config.js';
@@ -20,9 +21,13 @@ export function createOptimizer(model: GPT, c: Pick<TrainConfig, 'lr' | 'weightD
 
 /** The GradScaler for a loss-scaling setting: dynamic (with the run's minScale and hysteresis), a fixed scale, or disabled. */
 export function createScaler(config: TrainConfig, backend: Backend): GradScaler {
-  const scaling = resolveLossScale(config);
+  return scalerFor(resolveLossScale(config), backend, { minScale: config.minScale ?? 0, hysteresis: config.hysteresis ?? 1 });
+}
+
+/** The GradScaler of a policy's loss scaling; dynamic scaling with PyTorch's defaults unless guards are given. */
+export function scalerFor(scaling: LossScaling, backend: Backend, guards: { minScale?: number; hysteresis?: number } = {}): GradScaler {
   if (scaling === 'none') return new GradScaler({ enabled: false, backend });
-  if (scaling === 'dynamic') return new GradScaler({ backend, minScale: config.minScale ?? 0, hysteresis: config.hysteresis ?? 1 });
+  if (scaling === 'dynamic') return new GradScaler({ backend, minScale: guards.minScale ?? 0, hysteresis: guards.hysteresis ?? 1 });
   return new GradScaler({ initScale: scaling, dynamic: false, backend });
 }
 

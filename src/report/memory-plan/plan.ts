@@ -23,7 +23,7 @@ import type { AdamW } from '../../optim/adamw.js';
 import { tensor } from '../../tensor/creation.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { DEFAULT_TRAIN_CONFIG as D, TrainConfigError } from '../../train/config.js';
-import { createOptimizer } from '../../train/run-setup.js';
+import { createOptimizer, scalerFor } from '../../train/run-setup.js';
 import { ampStep, type AmpStepResult } from '../../train/amp-step.js';
 import { computeMemory } from '../memory.js';
 import { ShapeBackend, type Allocator } from './shape-backend.js';
@@ -114,11 +114,7 @@ export function createTrainingSetup(
   const dtype = policy.params as 'float32' | 'float16' | 'bfloat16';
   const model = new GPT(config, { backend, dtype, init: opts.init, seed: opts.seed, recompute: opts.recompute ?? false });
   const optimizer = createOptimizer(model, { ...D, masterWeights: opts.masterWeights ?? true });
-  const scaling = policy.lossScaling;
-  const scaler = typeof scaling === 'number'
-    ? new GradScaler({ backend, initScale: scaling, dynamic: false })
-    : new GradScaler({ backend, enabled: scaling === 'dynamic' });
-  return { model, optimizer, scaler, policy };
+  return { model, optimizer, scaler: scalerFor(policy.lossScaling, backend), policy };
 }
 
 export function disposeTrainingSetup(s: TrainingSetup): void {
