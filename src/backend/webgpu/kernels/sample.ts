@@ -9,6 +9,19 @@ import type { Arg, KernelSource, Runtime } from '../runtime.js';
 
 const WG = 256;
 
+/** A WGSL function summing one value per invocation over the workgroup, through the workgroup array `scratch`. */
+function workgroupSum(name: string, scratch: string, type: 'f32' | 'u32'): string {
+  return /* wgsl */ `fn ${name}(t: u32, v: ${type}) -> ${type} {
+  ${scratch}[t] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (t < s) { ${scratch}[t] = ${scratch}[t] + ${scratch}[t + s]; }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&${scratch}[0]);
+}`;
+}
+
 const SOURCE: KernelSource = {
   key: 'sample',
   params: [['cols', 'u32'], ['top_k', 'u32'], ['temperature', 'f32'], ['top_p', 'f32'], ['o_l', 'u32'], ['o_u', 'u32'], ['o_out', 'u32']],
@@ -26,24 +39,8 @@ fn order_key(v0: f32) -> u32 {
 fn from_key(k: u32) -> f32 {
   return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
-fn wg_sum(t: u32, v: f32) -> f32 {
-  red_f[t] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (t < s) { red_f[t] = red_f[t] + red_f[t + s]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&red_f[0]);
-}
-fn wg_count(t: u32, v: u32) -> u32 {
-  red_u[t] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (t < s) { red_u[t] = red_u[t] + red_u[t + s]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&red_u[0]);
-}
+${workgroupSum('wg_sum', 'red_f', 'f32')}
+${workgroupSum('wg_count', 'red_u', 'u32')}
 fn prob(v: f32, mx: f32) -> f32 { return exp(v / P.temperature - mx / P.temperature); }
 
 @compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
