@@ -3,12 +3,10 @@
 // activations, workspace and the peak, and whether that fits the backend's
 // limits. It takes train's options (the same parser).
 
-import { readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { join } from 'node:path';
 import { parsePolicy } from '../amp/policy.js';
 import { loadTokenizer } from '../data/tokenizer.js';
-import { CONFIG_FILE, parseGPT2Config } from '../io/gpt2.js';
+import { readGPT2Config } from '../io/gpt2.js';
 import type { GPTConfig } from '../nn/gpt.js';
 import type { WebGPUBackend } from '../backend/webgpu/backend.js';
 import { TrainConfigError, resolveLossScale, resolveTrainConfig, type TrainConfig } from '../train/config.js';
@@ -46,9 +44,7 @@ export const MEMORY_SPEC: CommandSpec = {
 /** The GPT configuration the run would train: the --init-from directory's, or train's from the options. */
 async function plannedModel(c: TrainConfig): Promise<GPTConfig> {
   if (c.initFrom === null) return modelConfig(c, (await loadTokenizer(c.tokenizer)).vocabSize);
-  const file = join(c.initFrom, CONFIG_FILE);
-  const text = await readFile(file, 'utf8').catch((e: Error) => { throw new TrainConfigError('initFrom', `--init-from: cannot read ${file}: ${e.message}`); });
-  return { ...parseGPT2Config(JSON.parse(text) as Record<string, unknown>, file), dropout: c.dropout };
+  return readGPT2Config(c.initFrom, { dropout: c.dropout });
 }
 
 /** The limits of the selected backend: the adapter's for WebGPU, the machine's memory for the CPU backend. */

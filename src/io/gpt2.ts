@@ -284,15 +284,21 @@ async function loadPieces(
   }
 }
 
+/** The GPT configuration of a Hugging Face GPT-2 directory (its config.json), with `dropout` (residual and attention) when given. */
+export async function readGPT2Config(dir: string, opts: { dropout?: number } = {}): Promise<GPTConfig> {
+  const configFile = join(dir, CONFIG_FILE);
+  const config = parseGPT2Config(await readConfigFile(configFile), configFile);
+  if (opts.dropout !== undefined) config.dropout = config.attnDropout = opts.dropout;
+  return config;
+}
+
 /**
  * Loads a Hugging Face GPT-2 directory (config.json + model.safetensors) into a GPT.
  * Malformed input gets a GPT2CheckpointError (or a SafetensorsError for a damaged
  * file) naming the file and the fault.
  */
 export async function loadGPT2(dir: string, opts: LoadGPT2Options = {}): Promise<GPT> {
-  const configFile = join(dir, CONFIG_FILE);
-  const config = parseGPT2Config(await readConfigFile(configFile), configFile);
-  if (opts.dropout !== undefined) config.dropout = config.attnDropout = opts.dropout;
+  const config = await readGPT2Config(dir, opts);
   const dtype = parseDType(opts.dtype ?? 'float32');
   if (dtype === 'int32') throw new GPT2CheckpointError(dir, 'parameters must be floating point', 'dtype');
   const pieceElements = opts.pieceElements ?? PIECE_ELEMENTS;

@@ -16,7 +16,7 @@
 
 import type { Backend } from '../../backend/backend.js';
 import { parsePolicy, withPolicy, type Policy } from '../../amp/policy.js';
-import { GradScaler } from '../../amp/grad-scaler.js';
+import type { GradScaler } from '../../amp/grad-scaler.js';
 import { itemSize } from '../../dtype/dtype.js';
 import { GPT, countParameters, validateConfig, type GPTConfig, type GPTInit } from '../../nn/gpt.js';
 import type { AdamW } from '../../optim/adamw.js';
