@@ -9,9 +9,9 @@ import type { Arg, KernelSource, Runtime } from '../runtime.js';
 
 const WG = 256;
 
-/** A WGSL function summing one value per invocation over the workgroup, through the workgroup array `scratch`. */
-function workgroupSum(name: string, scratch: string, type: 'f32' | 'u32'): string {
-  return /* wgsl */ `fn ${name}(t: u32, v: ${type}) -> ${type} {
+/** The body of a WGSL workgroup sum of one value `v` per invocation `t`, through the workgroup array `scratch`. */
+function workgroupSumBody(scratch: string): string {
+  return /* wgsl */ `
   ${scratch}[t] = v;
   workgroupBarrier();
   for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
@@ -19,7 +19,7 @@ function workgroupSum(name: string, scratch: string, type: 'f32' | 'u32'): strin
     workgroupBarrier();
   }
   return workgroupUniformLoad(&${scratch}[0]);
-}`;
+`;
 }
 
 const SOURCE: KernelSource = {
@@ -39,8 +39,8 @@ fn order_key(v0: f32) -> u32 {
 fn from_key(k: u32) -> f32 {
   return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
-${workgroupSum('wg_sum', 'red_f', 'f32')}
-${workgroupSum('wg_count', 'red_u', 'u32')}
+fn wg_sum(t: u32, v: f32) -> f32 {${workgroupSumBody('red_f')}}
+fn wg_count(t: u32, v: u32) -> u32 {${workgroupSumBody('red_u')}}
 fn prob(v: f32, mx: f32) -> f32 { return exp(v / P.temperature - mx / P.temperature); }
 
 @compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
