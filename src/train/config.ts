@@ -127,13 +127,32 @@ export function resolveLossScale(config: Pick<TrainConfig, 'precision' | 'lossSc
 }
 
 /**
+ * Learning rates for GPT-2's sizes when none is given, as nanoGPT trains them:
+ * from scratch 6e-4 decaying to 6e-5, fine-tuning from a checkpoint 3e-5 held
+ * constant. The default run's 5e-3 suits its 250k-parameter model; on GPT-2 the
+ * loss rises with it.
+ */
+export const GPT2_LEARNING_RATES = {
+  scratch: { lr: 6e-4, minLr: 6e-5 },
+  fineTune: { lr: 3e-5, minLr: 3e-5 },
+} as const;
+
+function learningRates(given: Partial<TrainConfig>): Partial<Pick<TrainConfig, 'lr' | 'minLr'>> {
+  const rates = given.initFrom ? GPT2_LEARNING_RATES.fineTune : given.model?.startsWith('gpt2') ? GPT2_LEARNING_RATES.scratch : null;
+  if (!rates) return {};
+  const lr = given.lr ?? rates.lr;
+  return { lr, minLr: given.minLr ?? Math.min(rates.minLr, lr) };
+}
+
+/**
  * Completes a partial configuration with the defaults and checks every value.
- * With a model preset given, the sizes not given are the preset's.
+ * With a model preset given, the sizes not given are the preset's; GPT-2's
+ * sizes and fine-tuning get their own learning rates (GPT2_LEARNING_RATES).
  */
 export function resolveTrainConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   const given = stripUndefined(partial);
   const sizes = given.model === undefined ? {} : { nLayer: null, nHead: null, nEmbd: null };
-  const c: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...sizes, ...given };
+  const c: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...sizes, ...given, ...learningRates(given) };
   const fail = (key: keyof TrainConfig, what: string): never => {
     throw new TrainConfigError(key, `--${optionName(key)}: ${what}, got ${JSON.stringify(c[key])}`);
   };

@@ -24,6 +24,19 @@ test('the default sizes belong to the default model: with --model given, the pre
   assert.deepEqual([wider.model, wider.nLayer, wider.nEmbd], ['mini', 2, 128]);
 });
 
+test("GPT-2's sizes and fine-tuning take nanoGPT's learning rates unless given", () => {
+  const rates = (partial: Parameters<typeof resolveTrainConfig>[0]) => { const c = resolveTrainConfig(partial); return [c.lr, c.minLr]; };
+  assert.deepEqual(rates({}), [5e-3, 5e-4]);
+  assert.deepEqual(rates({ model: 'mini' }), [5e-3, 5e-4]);
+  assert.deepEqual(rates({ model: 'gpt2' }), [6e-4, 6e-5]);
+  assert.deepEqual(rates({ model: 'gpt2-medium' }), [6e-4, 6e-5]);
+  assert.deepEqual(rates({ initFrom: 'checkpoints/gpt2' }), [3e-5, 3e-5]);
+  assert.deepEqual(rates({ model: 'gpt2', lr: 1e-3 }), [1e-3, 6e-5]);
+  assert.deepEqual(rates({ model: 'gpt2', lr: 1e-5 }), [1e-5, 1e-5]); // the floor never exceeds the rate
+  assert.deepEqual(rates({ model: 'gpt2', minLr: 0 }), [6e-4, 0]);
+  assert.deepEqual(rates({ initFrom: 'checkpoints/gpt2', lr: 1e-4, minLr: 1e-6 }), [1e-4, 1e-6]);
+});
+
 test('loss scaling follows the policy unless set', () => {
   assert.equal(resolveLossScale({ precision: 'bf16', lossScale: 'auto' }), 'none');
   assert.equal(resolveLossScale({ precision: 'fp16-master', lossScale: 'auto' }), 'dynamic');
