@@ -15,7 +15,14 @@ threads = int(sys.argv[sys.argv.index('--threads') + 1]) if '--threads' in sys.a
 torch.set_num_threads(threads)
 # The BLAS actually loaded (LD_LIBRARY_PATH may put OpenBLAS in front of Debian's reference BLAS).
 with open('/proc/self/maps') as maps:
-    blas = 'OpenBLAS' if any('openblas' in line for line in maps) else 'not OpenBLAS (reference BLAS?)'
+    openblas = sorted({line.split()[-1] for line in maps if 'libopenblas' in line})
+blas = 'not OpenBLAS (reference BLAS?)'
+if openblas:
+    import ctypes
+    get_core = ctypes.CDLL(openblas[0]).openblas_get_corename
+    get_core.restype = ctypes.c_char_p
+    # The kernels OpenBLAS chose: a CPU model it does not know gets slow generic ones.
+    blas = f'OpenBLAS, {get_core().decode()} kernels'
 torch.manual_seed(0)
 for c in cases:
     m, n, k = c['m'], c['n'], c['k']

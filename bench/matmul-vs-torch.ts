@@ -3,7 +3,7 @@
 //
 //   XDG_RUNTIME_DIR=/tmp node --import tsx bench/matmul-vs-torch.ts [--m 512,2048] [--head-m 512]
 //       [--dtypes float32,float16,bfloat16] [--reps 3] [--variants JSON] [--out DIR] [--name NAME]
-//       [--python /usr/bin/python3] [--openblas DIR] [--no-torch]
+//       [--python /usr/bin/python3] [--openblas DIR] [--openblas-core NAME|none] [--no-torch]
 //   node --import tsx bench/matmul-vs-torch.ts --report-only RESULTS.json   (rewrites RESULTS.md from it)
 //
 // Shapes (K x N of the weight, as Linear stores it, [in, out]): 768x768 (attention
@@ -28,11 +28,12 @@
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { View } from '../src/backend/backend.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../src/backend/webgpu/backend.js';
+import { measureCeiling, type CeilingResult } from './adapter-ceiling.js';
 import type { MatmulKernelsOptions } from '../src/backend/webgpu/kernels/matmul.js';
 import type { FloatDType } from '../src/dtype/dtype.js';
 
@@ -42,7 +43,7 @@ const PEERS_OPENBLAS = `${process.env.TMPDIR ?? '/tmp'}/mixprec-peers/vendor/ope
 
 interface Options {
   m: number[]; headM: number[]; dtypes: FloatDType[]; reps: number; variants: Record<string, MatmulKernelsOptions>;
-  out: string; name: string; python: string; openblas?: string; torch: boolean; reportOnly?: string;
+  out: string; name: string; python: string; openblas?: string; openblasCore?: string; torch: boolean; reportOnly?: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -50,6 +51,7 @@ function parseOptions(argv: string[]): Options {
     m: [512, 2048], headM: [512], dtypes: ['float32', 'float16', 'bfloat16'], reps: 3, variants: { default: {} },
     out: join(ROOT, 'bench', 'results'), name: 'matmul-vs-torch', python: '/usr/bin/python3',
     openblas: existsSync(`${PEERS_OPENBLAS}/libblas.so.3`) ? PEERS_OPENBLAS : undefined, torch: true,
+    openblasCore: spawnSync('bash', [join(HERE, 'openblas-core.sh')], { encoding: 'utf8' }).stdout.trim() || undefined,
   };
   const ints = (v: string) => v.split(',').map(Number);
   for (let i = 0; i < argv.length; i++) {
@@ -64,6 +66,7 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--name') o.name = value();
     else if (flag === '--python') o.python = value();
     else if (flag === '--openblas') o.openblas = value();
+    else if (flag === '--openblas-core') { const v = value(); o.openblasCore = v === 'none' ? undefined : v; }
     else if (flag === '--no-torch') o.torch = false;
     else if (flag === '--report-only') o.reportOnly = resolve(value());
     else throw new Error(`matmul-vs-torch: unknown option ${flag}`);
@@ -95,7 +98,10 @@ const load = () => loadavg().map((x) => +x.toFixed(2));
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]!; };
 
 function torchTimes(o: Options, group: Case[]): Result[] {
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE', ...(o.openblas ? { LD_LIBRARY_PATH: o.openblas } : {}) };
+  const env = {
+    ...process.env, OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE',
+    ...(o.openblas ? { LD_LIBRARY_PATH: o.openblas } : {}), ...(o.openblasCore ? { OPENBLAS_CORETYPE: o.openblasCore } : {}),
+  };
   const list = group.map((c) => ({ ...c, reps: o.reps }));
   const r = spawnSync(o.python, [join(HERE, 'matmul-torch.py'), JSON.stringify(list)], { env, encoding: 'utf8', timeout: 600_000 });
   const results = r.stdout.split('\n').filter((l) => l.startsWith('RESULT ')).map((l) => JSON.parse(l.slice(7)) as Result);
@@ -143,11 +149,14 @@ async function mixprecTimes(backend: WebGPUBackend, c: Case, dtype: FloatDType, 
 const fmt = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 const geomean = (xs: number[]) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 
-interface Report { adapter: string; date: string; loadStart: number[]; loadEnd: number[]; seconds: number; blas: string; torch: string; variants: string[]; dtypes: string[]; rows: Result[] }
+interface Report {
+  adapter: string; cpu?: string; date: string; loadStart: number[]; loadEnd: number[]; seconds: number; blas: string; torch: string;
+  ceiling?: CeilingResult; variants: string[]; dtypes: string[]; rows: Result[];
+}
 
 function markdown(report: Report): string {
   const out: string[] = [`# Matmul: mixprec WebGPU beside PyTorch CPU float32, GPT-2 124M shapes`, ''];
-  out.push(`- **Adapter:** ${report.adapter}; **PyTorch:** ${report.torch} (float32, 2 threads, ${report.blas})`);
+  out.push(`- **Adapter:** ${report.adapter}${report.cpu ? ` on ${report.cpu}` : ''}; **PyTorch:** ${report.torch} (float32, 2 threads, ${report.blas})`);
   out.push(`- ${report.date}; ${fmt(report.seconds / 60)} min; load average ${report.loadStart.join(' / ')} at the start, ${report.loadEnd.join(' / ')} at the end`, '');
   out.push('GFLOP/s = 2MNK / median time of a product (ended by a sync); mixprec through `backend.matmul`, operands stored in the dtype,',
     'float32 accumulation; **× torch** = mixprec / PyTorch, measured side by side. **compile ms** = first call − median (pipeline creation).', '');
@@ -182,6 +191,12 @@ function markdown(report: Report): string {
     const vs32 = (d: string) => { const xs = per(d).filter((r) => f32.has(r.id)).map((r) => (r.gflops as number) / f32.get(r.id)!); return xs.length ? fmt(geomean(xs), 2) : '–'; };
     out.push(`- ${report.variants.length > 1 ? `**${v}**: ` : ''}${parts.join('; ')}; float16 / float32 = **${vs32('float16')}**, bfloat16 / float32 = **${vs32('bfloat16')}**`);
   }
+  if (report.ceiling) {
+    const torch = report.rows.filter((r) => r.impl === 'torch' && !r.error).map((r) => r.gflops as number);
+    out.push('', `**The adapter's float32 ceiling** (bench/adapter-ceiling.ts: multiply-adds on registers only, no memory traffic, best of`,
+      `${report.ceiling.shapes.map((s) => `${s.chains}x${s.unroll}: ${fmt(s.gflops)}`).join(', ')} chains x unrolling): **${fmt(report.ceiling.gflops)} GFLOP/s**.`,
+      torch.length ? `Half of PyTorch's geometric mean is ${fmt(geomean(torch) / 2)} GFLOP/s (${fmt(geomean(torch) / 2 / report.ceiling.gflops, 2)} × the ceiling).` : '');
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -197,9 +212,11 @@ async function main(): Promise<void> {
   for (const [name, matmul] of Object.entries(o.variants)) backends.set(name, await createWebGPUBackend({ register: false, matmul }));
   const adapter = backends.values().next().value!.adapterInfo.description;
   console.log(`matmul-vs-torch: ${adapter}; variants ${[...backends.keys()].join(', ')}; load ${loadStart.join(' ')}`);
+  const ceiling = await measureCeiling(backends.values().next().value!.rt.device);
+  console.log(`  adapter's float32 ceiling (register-only multiply-adds): ${fmt(ceiling.gflops)} GFLOP/s`);
   const rows: Result[] = [];
   let blas = 'not run', torchVersion = 'not run';
-  const report = () => ({ adapter, date: new Date().toISOString(), loadStart, loadEnd: load(), seconds: (performance.now() - t0) / 1000, blas, torch: torchVersion, variants: [...backends.keys()], dtypes: o.dtypes, rows });
+  const report = () => ({ adapter, cpu: `${cpus()[0]?.model.trim()}, ${cpus().length} cores`, date: new Date().toISOString(), loadStart, loadEnd: load(), seconds: (performance.now() - t0) / 1000, blas, torch: torchVersion, ceiling, variants: [...backends.keys()], dtypes: o.dtypes, rows });
   const write = () => {
     mkdirSync(o.out, { recursive: true });
     const r = report();

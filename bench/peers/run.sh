@@ -14,7 +14,9 @@
 # then mixprec on WebGPU in fp32, fp16 and bf16; run-all.sh has no gpt2 runs of
 # its own) goes before the summary, and the whole script runs: the key
 # configurations run back to back, so that their ratios are fair on a shared
-# machine. The summary goes to bench/results/peers-<date>.{md,json}.
+# machine. PyTorch's OpenBLAS environment also names the OpenBLAS kernels that
+# match the CPU (bench/openblas-core.sh). The summary goes to
+# bench/results/peers-<date>.{md,json}.
 #
 # Environment: MODE (default quick: 1 repeat, no gpt-small, ~12 min; MODE=full:
 # 3 repeats of the cheap configurations and gpt-small, ~40 min), REPS,
@@ -50,6 +52,12 @@ insert_at() { # insert_at after|before ANCHOR_REGEX TEXT: TEXT goes after (befor
   mv "$WORK/run-all.sh.new" "$WORK/run-all.sh"
 }
 insert_after() { insert_at after "$@"; }
+# PyTorch's OpenBLAS runs get the kernels that match this CPU's vector units (see bench/openblas-core.sh).
+CORE=$(bash "$MIXPREC/bench/openblas-core.sh")
+if [ -n "$CORE" ]; then
+  grep -q '^OPENBLAS_ENV=(env ' "$WORK/run-all.sh" || { echo "run-all.sh has changed: no OPENBLAS_ENV=(env ...) line; update bench/peers/run.sh" >&2; exit 1; }
+  sed -i "s/^OPENBLAS_ENV=(env /OPENBLAS_ENV=(env OPENBLAS_CORETYPE=$CORE /" "$WORK/run-all.sh"
+fi
 insert_after '^OPENBLAS_ENV=' "MIXPREC='$MIXPREC'   # mixprec's checkout: its runs start there (tsx, src/)"
 insert_after '^run mm-jaxjs-cpu-n256 ' "run mm-mixprec-webgpu 300 $MP/matmul-mixprec.ts\" --backend=webgpu
 run mm-mixprec-cpu 300 $MP/matmul-mixprec.ts\" --backend=cpu --reps=3"

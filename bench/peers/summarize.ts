@@ -74,6 +74,10 @@ out.push(`- **Run:** the peer harness's \`run-all.sh\` (MODE=${mode}) with mixpr
 const loads = logs.flatMap((l) => [l.loadStart, l.loadEnd]).map((x) => parseFloat(x)).filter((x) => Number.isFinite(x));
 out.push(`- **Load average** (1 min) at the start and end of each run: median ${fmt(median(loads), 2)}, range ${fmt(Math.min(...loads), 2)} to ${fmt(Math.max(...loads), 2)}; `
   + `${logs[0]?.start ?? '?'} to ${logs.at(-1)?.start ?? '?'} (start of the first and of the last run)`);
+// run.sh names the OpenBLAS kernels for this CPU in the harness copy's run-all.sh (see bench/openblas-core.sh).
+const runAll = join(runDir, '..', '..', 'run-all.sh');
+const openblasCore = existsSync(runAll) ? /OPENBLAS_CORETYPE=(\w+)/.exec(readFileSync(runAll, 'utf8'))?.[1] : undefined;
+if (openblasCore) out.push(`- **PyTorch's OpenBLAS runs** use OpenBLAS's ${openblasCore} kernels (\`OPENBLAS_CORETYPE\`, chosen from the CPU's vector units by \`bench/openblas-core.sh\`).`);
 out.push('- Workloads, data, initialisation and protocol: the harness\'s `WORKLOAD.md` (gpt-mini: 3 warm-up + 10 timed steps, loss read back each step; tokens/s = B·T / median step time, median over repeats).', '');
 
 for (const workload of ['gpt-mini', 'gpt-small', 'gpt2']) {
