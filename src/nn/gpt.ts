@@ -196,6 +196,18 @@ export class GPT extends Module {
   }
 
   /**
+   * The mean cross-entropy of `forward(ids, targets)` alone. The logits are
+   * released at once (backward keeps what it needs), not when the caller's
+   * scope ends: a training step does not hold [batch, time, vocab] values
+   * through its backward pass and optimizer step.
+   */
+  loss(ids: Tensor, targets: Tensor, opts: ForwardOptions = {}): Tensor {
+    const { logits, loss } = this.forward(ids, targets, opts);
+    logits.dispose();
+    return loss!;
+  }
+
+  /**
    * The dtype attention computes in here and now: the autocast dtype for 16/32-bit float parameters inside a region, else
    * the parameter dtype of the blocks (ln_f's: a quantized model keeps its embedding in 16 bits and computes in float32).
    */

@@ -68,7 +68,7 @@ async function setupMemory(c: TrainConfig, selected: SelectedBackend): Promise<S
     createOptimizer: (m) => createOptimizer(m, c),
     forwardBackward: (m) => tidy(() => {
       const x = tensor(ids, { shape: [c.batchSize, c.blockSize], dtype: 'int32', backend });
-      withPolicy(policy, () => m.forward(x, x).loss!).backward();
+      withPolicy(policy, () => m.loss(x, x)).backward();
     }),
   });
   const computed = computeMemory(model, optimizer);

@@ -42,7 +42,7 @@ export async function evaluateLoss(
     for (const b of batches) {
       const sum: Tensor = noGrad(() => tidy(() => {
         const { x, y } = batchTensors(model, b, opts.batchSize, opts.blockSize);
-        const loss = withPolicy(opts.policy, () => model.forward(x, y).loss!);
+        const loss = withPolicy(opts.policy, () => model.loss(x, y));
         return total ? add(total, loss) : loss;
       }));
       total?.dispose();

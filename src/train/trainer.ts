@@ -305,7 +305,7 @@ export class Trainer {
     this.watch.beforeStep(this.step + 1);
     const result = ampStep(() => {
       const { x, y } = batchTensors(model, this.sampler.next(), c.batchSize, c.blockSize);
-      return model.forward(x, y).loss!;
+      return model.loss(x, y);
     }, {
       optimizer, scaler, maxGradNorm: c.clip, accumulationSteps: c.gradAccum, afterBackward: this.watch.afterBackward(this.step + 1),
       autocast: policy.compute === 'float32' ? null : (policy.compute as AutocastDType),

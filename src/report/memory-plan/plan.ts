@@ -138,7 +138,7 @@ export interface TrainingStepOptions {
  */
 export function trainingStep(s: TrainingSetup, batch: () => [Tensor, Tensor], opts: TrainingStepOptions = {}): AmpStepResult {
   return ampStep(() => {
-    const loss = withPolicy(s.policy, () => s.model.forward(...batch()).loss!);
+    const loss = withPolicy(s.policy, () => s.model.loss(...batch()));
     opts.afterForward?.();
     return loss;
   }, {
