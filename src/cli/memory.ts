@@ -51,7 +51,7 @@ async function plannedModel(c: TrainConfig): Promise<GPTConfig> {
 function backendLimits(selected: SelectedBackend): DeviceLimits {
   if (selected.kind === 'cpu') return { totalMemory: totalmem() };
   const rt = (selected.backend as WebGPUBackend).rt;
-  return { maxBufferSize: rt.device.limits.maxBufferSize, maxStorageBufferBindingSize: rt.maxBindingBytes };
+  return { maxBufferSize: rt.maxBufferBytes, maxStorageBufferBindingSize: rt.maxBindingBytes };
 }
 
 export async function memoryCommand(argv: readonly string[], out: OutputStream, err: OutputStream): Promise<number> {

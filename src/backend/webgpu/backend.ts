@@ -67,18 +67,32 @@ export interface WebGPUBackendOptions extends DeviceOptions {
    * (split.ts); a low value makes small models take those paths (tests).
    */
   maxBindingBytes?: number;
+  /**
+   * Make buffers of at most this many bytes (default: the adapter's maxBufferSize; or the
+   * environment variable MIXPREC_WEBGPU_MAX_BUFFER). A larger tensor is held in several buffers;
+   * a low value makes small models take that path (tests). Bindings are then no larger either.
+   */
+  maxBufferBytes?: number;
 }
 
-/** The `maxBindingBytes` option, or MIXPREC_WEBGPU_MAX_BINDING where the option is absent. */
-function bindingLimit(opts: WebGPUBackendOptions): number | undefined {
-  const env = typeof process !== 'undefined' ? process.env?.MIXPREC_WEBGPU_MAX_BINDING : undefined;
-  const value = opts.maxBindingBytes ?? (env ? Number(env) : undefined);
+/** A byte limit: the option, or the environment variable where the option is absent. */
+function byteLimit(option: 'maxBindingBytes' | 'maxBufferBytes', given: number | undefined, variable: string): number | undefined {
+  const env = typeof process !== 'undefined' ? process.env?.[variable] : undefined;
+  const value = given ?? (env ? Number(env) : undefined);
   if (value === undefined) return undefined;
   if (!Number.isInteger(value) || value < 4096) {
-    const source = opts.maxBindingBytes !== undefined ? 'the option maxBindingBytes' : 'MIXPREC_WEBGPU_MAX_BINDING';
-    throw new BackendError(`webgpu: ${source} is ${opts.maxBindingBytes ?? env}; it must be a whole number of bytes, at least 4096`);
+    const source = given !== undefined ? `the option ${option}` : variable;
+    throw new BackendError(`webgpu: ${source} is ${given ?? env}; it must be a whole number of bytes, at least 4096`);
   }
   return value;
+}
+
+/** The binding and buffer limits the options or the environment set. */
+function byteLimits(opts: WebGPUBackendOptions): { maxBindingBytes?: number; maxBufferBytes?: number } {
+  return {
+    maxBindingBytes: byteLimit('maxBindingBytes', opts.maxBindingBytes, 'MIXPREC_WEBGPU_MAX_BINDING'),
+    maxBufferBytes: byteLimit('maxBufferBytes', opts.maxBufferBytes, 'MIXPREC_WEBGPU_MAX_BUFFER'),
+  };
 }
 
 function contiguous1(v: View): Strided {
@@ -119,7 +133,7 @@ export class WebGPUBackend implements Backend, Fusions {
       checkShaders: opts.checkShaders,
       profile: opts.profile,
       attention: opts.attention,
-      maxBindingBytes: bindingLimit(opts),
+      ...byteLimits(opts),
     });
     this.indexChecks = new IndexChecks(this.rt);
     this.description = `WebGPU: ${adapterInfo.description}${adapterInfo.hasF16 ? ', shader-f16' : ''}`;
@@ -317,7 +331,8 @@ export class WebGPUBackend implements Backend, Fusions {
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
     const kernels = this.matmulKernels;
     if ([a, b, out].some((v) => v.dtype === 'int32')) throw new BackendError(`webgpu: matmul of ${a.dtype} x ${b.dtype} -> ${out.dtype}: integer matmul is not supported`);
-    const operand = (v: View) => ({ buffer: (v.buf as GpuBuf).block.gpu, dtype: v.dtype as 'float32', offset: v.offset });
+    // The buffer names the operand for the tuned kernels; blocks held in several buffers take the simple kernel, which binds windows.
+    const operand = (v: View) => ({ buffer: (v.buf as GpuBuf).block.segments[0]!, dtype: v.dtype as 'float32', offset: v.offset });
     const call: MatmulCall = {
       batch: spec.batch, m: spec.m, n: spec.n, k: spec.k, transA: spec.transA, transB: spec.transB,
       a: { ...operand(a), batchStride: spec.strideA },
@@ -339,7 +354,7 @@ export class WebGPUBackend implements Backend, Fusions {
       matmulAlongK(this, (acc, s) => this.matmul(a, b, acc, s), out, spec);
       return;
     }
-    if (!kernels) {
+    if (!kernels || views.some((v) => (v.buf as GpuBuf).block.segments.length > 1)) {
       for (const p of parts) matmulSimple(this.rt, p, { a: a.buf, b: b.buf, c: out.buf, bias: spec.bias?.buf, pre: spec.preGelu?.buf });
       return;
     }
@@ -476,7 +491,7 @@ export class WebGPUBackend implements Backend, Fusions {
  * there is none.
  */
 export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
-  bindingLimit(opts); // a bad value fails before a device is taken
+  byteLimits(opts); // a bad value fails before a device is taken
   let backend: WebGPUBackend;
   if (opts.device) {
     const d = opts.device;

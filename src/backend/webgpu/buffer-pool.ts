@@ -6,16 +6,37 @@ import type { DType } from '../../dtype/dtype.js';
 import type { Buf, MemoryInfo } from '../backend.js';
 import { BackendError } from '../backend.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from './constants.js';
-import { BufferTooLargeError, GPUOutOfMemoryError } from './errors.js';
+import { GPUOutOfMemoryError } from './errors.js';
 import { bufferBytes } from './storage.js';
 
-/** A pooled GPU buffer. Outlives the `Buf`s that use it. */
-export interface Block {
-  readonly gpu: GPUBuffer;
-  readonly bytes: number;
-  readonly id: number;
+/**
+ * Pooled device memory. Outlives the `Buf`s that use it. A block larger than
+ * maxBufferSize is held in several GPU buffers, `segments`, of `segmentBytes`
+ * each (the last one shorter): it is only ever bound in windows (split.ts), and
+ * the runtime binds each window in the segment that holds it.
+ */
+export class Block {
   /** Serial of the last command group that used it (see Runtime.serial). */
-  lastUse: number;
+  lastUse = 0;
+  constructor(readonly segments: readonly GPUBuffer[], readonly segmentBytes: number, readonly bytes: number, readonly id: number) {}
+
+  /** The block's one GPU buffer (a block held in several has none). */
+  get gpu(): GPUBuffer {
+    if (this.segments.length !== 1) throw new BackendError(`webgpu: a block of ${this.bytes} bytes is held in ${this.segments.length} buffers; it is bound in windows, never whole`);
+    return this.segments[0]!;
+  }
+
+  /** The pieces of bytes [offset, offset + size) of the block: which segment holds each, where in it, and where in the range. */
+  pieces(offset: number, size: number): { buffer: GPUBuffer; at: number; from: number; bytes: number }[] {
+    const out: { buffer: GPUBuffer; at: number; from: number; bytes: number }[] = [];
+    for (let pos = offset; pos < offset + size;) {
+      const s = Math.floor(pos / this.segmentBytes);
+      const end = Math.min(offset + size, (s + 1) * this.segmentBytes);
+      out.push({ buffer: this.segments[s]!, at: pos - s * this.segmentBytes, from: pos - offset, bytes: end - pos });
+      pos = end;
+    }
+    return out;
+  }
 }
 
 /** The backend's `Buf`: a typed window on a pooled block. */
@@ -49,19 +70,22 @@ export class BufferPool {
   private readonly maxBindingBytes: number;
   private readonly maxBufferBytes: number;
 
-  /** `onError` receives out-of-memory errors, which the device reports asynchronously. */
-  constructor(private readonly device: GPUDevice, private readonly onError: (e: Error) => void, maxBindingBytes: number) {
+  /**
+   * `onError` receives out-of-memory errors, which the device reports asynchronously.
+   * `maxBufferBytes` (default: the device's maxBufferSize): a larger block is held in several buffers.
+   */
+  constructor(private readonly device: GPUDevice, private readonly onError: (e: Error) => void, maxBindingBytes: number, maxBufferBytes?: number) {
     this.maxBindingBytes = maxBindingBytes;
-    this.maxBufferBytes = device.limits.maxBufferSize;
+    this.maxBufferBytes = maxBufferBytes ?? device.limits.maxBufferSize;
   }
 
   alloc(dtype: DType, size: number): GpuBuf {
     if (!Number.isInteger(size) || size < 0) throw new BackendError(`webgpu: cannot allocate ${size} elements of ${dtype}`);
     const need = bufferBytes(dtype, size);
     const what = `a ${dtype} buffer of ${size} elements`;
-    if (need > this.maxBufferBytes) throw new BufferTooLargeError(need, this.maxBufferBytes, 'maxBufferSize', `${what} (a tensor is held in one buffer)`);
-    // A buffer that fits one binding gets a block that does too; a larger one is bound in windows (split.ts).
-    const cap = need <= this.maxBindingBytes ? this.maxBindingBytes : this.maxBufferBytes;
+    // A buffer that fits one binding gets a block that does too; a larger one is bound in windows (split.ts),
+    // and one larger than maxBufferSize is held in segments.
+    const cap = need <= this.maxBindingBytes ? this.maxBindingBytes : Math.max(this.maxBufferBytes, need);
     const cls = Math.min(sizeClass(need), Math.floor(cap / 16) * 16) || 16;
     const bytes = Math.max(cls, Math.ceil(need / 4) * 4, 16);
     // Free lists are kept in descending id order, so this takes the free block with the smallest id.
@@ -70,12 +94,17 @@ export class BufferPool {
     if (block) {
       this.pooledBlocks--;
     } else {
+      // Segments start on the storage offset alignment (at most 256), so windows inside one bind as they are.
+      const segmentBytes = bytes <= this.maxBufferBytes ? bytes : Math.floor(this.maxBufferBytes / 256) * 256;
+      const segments: GPUBuffer[] = [];
       this.device.pushErrorScope('out-of-memory');
-      const gpu = this.device.createBuffer({ size: bytes, usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST });
+      for (let at = 0; at < bytes; at += segmentBytes) {
+        segments.push(this.device.createBuffer({ size: Math.min(segmentBytes, bytes - at), usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST }));
+      }
       this.device.popErrorScope().then((e) => {
         if (e) this.onError(new GPUOutOfMemoryError(`webgpu: out of device memory allocating ${bytes} bytes for ${what} (${this.totalBytes} bytes held): ${e.message}`));
       }, () => {});
-      block = { gpu, bytes, id: this.nextId++, lastUse: 0 };
+      block = new Block(segments, segmentBytes, bytes, this.nextId++);
       this.totalBytes += bytes;
       this.peakBytes = Math.max(this.peakBytes, this.totalBytes);
     }
@@ -110,7 +139,7 @@ export class BufferPool {
   trim(): void {
     for (const list of this.free.values()) {
       for (const b of list) {
-        b.gpu.destroy();
+        for (const segment of b.segments) segment.destroy();
         this.totalBytes -= b.bytes;
       }
     }

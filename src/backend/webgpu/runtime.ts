@@ -44,10 +44,28 @@ export interface RuntimeOptions {
   profile?: boolean;
   /** Binds at most this many bytes of a buffer (default and upper bound: the device's maxStorageBufferBindingSize). */
   maxBindingBytes?: number;
+  /** Makes buffers of at most this many bytes; a larger tensor is held in several (default and upper bound: maxBufferSize). */
+  maxBufferBytes?: number;
+}
+
+/** A window bound through a copy of its own (Runtime.stageStraddling): the binding, the block and window it stands for, the copy. */
+interface Staged {
+  p: Physical;
+  from: Block;
+  window: { offset: number; size: number };
+  tmp: GpuBuf;
 }
 
 /** Bind groups are cached by buffers; past this many the cache starts over. */
 const BIND_GROUP_CACHE_LIMIT = 8192;
+
+/** What binds `p`: its window of its block's buffer, or of the segment holding it (a block held in several). */
+function bufferBinding(p: Physical): GPUBufferBinding {
+  if (!p.window) return { buffer: p.block.gpu };
+  const [piece, more] = p.block.pieces(p.window.offset, p.window.size);
+  if (more) throw new BackendError(`webgpu: a window of ${p.window.size} bytes at ${p.window.offset} straddles two buffers of a block`);
+  return { buffer: piece!.buffer, offset: piece!.at, size: p.window.size };
+}
 
 export class Runtime {
   readonly device: GPUDevice;
@@ -58,7 +76,7 @@ export class Runtime {
   /** Serial of the group being recorded; a group gets a new one when it is submitted. */
   serial = 1;
   /** Counters for benchmarks and tests. */
-  readonly stats = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, compileMs: 0 };
+  readonly stats = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, compileMs: 0, staged: 0 };
 
   private readonly pool: BufferPool;
   private readPool = new Map<number, GPUBuffer[]>();
@@ -79,10 +97,10 @@ export class Runtime {
     this.device = device;
     this.opts = opts;
     const lim = device.limits;
-    this.maxBindingBytes = Math.min(lim.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity);
-    this.maxBufferBytes = lim.maxBufferSize;
+    this.maxBufferBytes = Math.min(lim.maxBufferSize, opts.maxBufferBytes ?? Infinity);
+    this.maxBindingBytes = Math.min(lim.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity, this.maxBufferBytes);
     this.maxWorkgroupsPerDim = lim.maxComputeWorkgroupsPerDimension;
-    this.pool = new BufferPool(device, (e) => { this.error ??= e; }, this.maxBindingBytes);
+    this.pool = new BufferPool(device, (e) => { this.error ??= e; }, this.maxBindingBytes, this.maxBufferBytes);
     this.pipelines = new PipelineCache(device, this.stats, !!opts.checkShaders);
     this.arena = new UniformArena(device);
     this.profiler = opts.profile && device.features.has('timestamp-query') ? new Profiler(device) : null;
@@ -179,6 +197,8 @@ export class Runtime {
     if (!this.arena.fits(params.length, src.key)) this.flush();
     const offset = this.arena.push(src.params, params);
 
+    const staged = this.stageStraddling(phys);
+
     // The parameters' slot is part of the bind group (a static offset): on lavapipe a dynamic
     // offset costs about as much again as the rest of a small dispatch. A training step repeats
     // its sequence of dispatches, so its bind groups come from the cache from the second step on.
@@ -187,7 +207,7 @@ export class Runtime {
     let bg = this.bindGroups.get(bgKey);
     if (!bg) {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
-      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: { buffer: p.block.gpu, ...p.window } }));
+      const entries: GPUBindGroupEntry[] = phys.map((p, i) => ({ binding: i, resource: bufferBinding(p) }));
       entries.push({ binding: phys.length, resource: { buffer: this.arena.buffer, offset, size: UNIFORM_BINDING_BYTES } });
       bg = this.device.createBindGroup({ layout: pipe.layout, entries });
       this.bindGroups.set(bgKey, bg);
@@ -201,7 +221,39 @@ export class Runtime {
     }
     pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(x, y, z);
+    this.unstage(staged);
     this.finishDispatch(phys.map((p) => p.block));
+  }
+
+  /**
+   * Windows of blocks held in several buffers that straddle two of them: each
+   * is bound as a block of its own, filled from the segments before the
+   * dispatch (and copied back after it when written, see unstage).
+   */
+  private stageStraddling(phys: Physical[]): Staged[] {
+    const staged: Staged[] = [];
+    for (const p of phys) {
+      if (!p.window || p.block.pieces(p.window.offset, p.window.size).length === 1) continue;
+      const tmp = this.pool.alloc('float32', p.window.size / 4);
+      const enc = this.endPass();
+      for (const piece of p.block.pieces(p.window.offset, p.window.size)) enc.copyBufferToBuffer(piece.buffer, piece.at, tmp.block.gpu, piece.from, piece.bytes);
+      staged.push({ p, from: p.block, window: p.window, tmp });
+      this.stats.staged++;
+      p.block = tmp.block;
+      p.window = undefined;
+    }
+    return staged;
+  }
+
+  private unstage(staged: readonly Staged[]): void {
+    for (const { p, from, window, tmp } of staged) {
+      if (p.access === 'read_write') {
+        const enc = this.endPass();
+        for (const piece of from.pieces(window.offset, window.size)) enc.copyBufferToBuffer(tmp.block.gpu, piece.from, piece.buffer, piece.at, piece.bytes);
+      }
+      from.lastUse = this.serial;
+      this.pool.release(tmp);
+    }
   }
 
   private finishDispatch(blocks: readonly Block[]): void {
@@ -281,7 +333,9 @@ export class Runtime {
   writeBytes(block: Block, byteOffset: number, data: ArrayBufferView): void {
     this.check();
     this.flush();
-    this.device.queue.writeBuffer(block.gpu, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+    for (const piece of block.pieces(byteOffset, data.byteLength)) {
+      this.device.queue.writeBuffer(piece.buffer, piece.at, data.buffer, data.byteOffset + piece.from, piece.bytes);
+    }
   }
 
   /** Copies bytes [byteOffset, byteOffset + byteLength) of `block` to the host (both multiples of 4). */
@@ -291,7 +345,7 @@ export class Runtime {
     const list = this.readPool.get(size);
     const staging = list?.pop() ?? this.device.createBuffer({ size, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
     const enc = this.endPass();
-    enc.copyBufferToBuffer(block.gpu, byteOffset, staging, 0, byteLength);
+    for (const piece of block.pieces(byteOffset, byteLength)) enc.copyBufferToBuffer(piece.buffer, piece.at, staging, piece.from, piece.bytes);
     this.flush();
     try {
       await deviceWait(staging.mapAsync(MAP_READ, 0, size));

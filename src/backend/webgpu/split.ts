@@ -6,7 +6,9 @@
 // views relative to that window, so the kernels themselves are unchanged.
 // Elementwise ops are split into boxes of their iteration shape, gather and
 // scatter by table rows, matmul along M, N and K, the update rule and the sum
-// of squares by element ranges.
+// of squares by element ranges. A block larger than maxBufferSize is held in
+// several buffers (buffer-pool.ts): the runtime binds each window in the one
+// that holds it, or stages a window that straddles two.
 
 import type { Strided, View } from '../backend.js';
 import type { DType } from '../../dtype/dtype.js';

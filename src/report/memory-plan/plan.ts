@@ -30,7 +30,7 @@ import { ShapeBackend, type Allocator } from './shape-backend.js';
 
 /** What the device allows; each is optional (unknown limits are not checked). */
 export interface DeviceLimits {
-  /** The largest buffer (WebGPU's maxBufferSize): a larger tensor cannot be allocated. */
+  /** The largest buffer (WebGPU's maxBufferSize): a larger tensor is held in several buffers. */
   maxBufferSize?: number;
   /** The largest binding (maxStorageBufferBindingSize): larger tensors are processed in parts, which works but costs passes. */
   maxStorageBufferBindingSize?: number;
@@ -87,7 +87,7 @@ export interface MemoryPlan {
 }
 
 export interface Fit {
-  /** false when a tensor exceeds maxBufferSize or the peak exceeds totalMemory; null when no limit is known. */
+  /** false when the peak exceeds totalMemory; null when no memory size is known. */
   fits: boolean | null;
   /** One sentence per limit checked. */
   notes: string[];
@@ -158,9 +158,9 @@ export function planMemory(config: GPTConfig, policy: Policy | string, opts: Pla
   if (T > c.blockSize) throw new TrainConfigError('blockSize', `planMemory: blockSize ${T} is longer than the model's ${c.blockSize} positions`);
   const limits = opts.limits ?? {};
   const kind = opts.backend ?? 'cpu';
-  // A tensor over maxBufferSize is counted all the same (the plan then says it does not fit).
+  // The pool rounds a block up to its size class unless it is held in several buffers: the plan counts as the pool does.
   const allocator: Allocator = kind === 'cpu' ? { kind } : {
-    kind, maxBufferSize: Number.MAX_SAFE_INTEGER, maxBindingBytes: limits.maxStorageBufferBindingSize ?? Number.MAX_SAFE_INTEGER,
+    kind, maxBufferSize: limits.maxBufferSize ?? Number.MAX_SAFE_INTEGER, maxBindingBytes: limits.maxStorageBufferBindingSize ?? Number.MAX_SAFE_INTEGER,
   };
   const backend = new ShapeBackend(allocator);
   const setup = createTrainingSetup(backend, c, p, { recompute: opts.recompute, masterWeights: opts.masterWeights, init: 'none' });
@@ -242,11 +242,10 @@ function checkFit(peak: number, largest: number, overBinding: number, limits: De
   const notes: string[] = [];
   let fits: boolean | null = null;
   if (limits.maxBufferSize !== undefined) {
-    const ok = largest <= limits.maxBufferSize;
-    fits = ok;
-    notes.push(ok
+    const buffers = Math.ceil(largest / (Math.floor(limits.maxBufferSize / 256) * 256));
+    notes.push(largest <= limits.maxBufferSize
       ? `the largest tensor (${formatBytes(largest)}) fits maxBufferSize (${formatBytes(limits.maxBufferSize)})`
-      : `the largest tensor (${formatBytes(largest)}) exceeds maxBufferSize (${formatBytes(limits.maxBufferSize)}): it cannot be allocated`);
+      : `the largest tensor (${formatBytes(largest)}) exceeds maxBufferSize (${formatBytes(limits.maxBufferSize)}): it is held in ${buffers} buffers`);
   }
   if (limits.maxStorageBufferBindingSize !== undefined) {
     const limit = limits.maxStorageBufferBindingSize;
@@ -266,7 +265,7 @@ function checkFit(peak: number, largest: number, overBinding: number, limits: De
 export function formatPlan(plan: MemoryPlan): string {
   const row = (name: string, bytes: number, note = '') => `  ${name.padEnd(20)}${formatBytes(bytes).padStart(10)}${note ? `  ${note}` : ''}`;
   const at = plan.atPeak;
-  const fit = plan.fit.fits === null ? 'no device limits known' : plan.fit.fits ? 'fits' : 'does NOT fit';
+  const fit = plan.fit.fits === null ? 'memory size unknown (WebGPU does not report it)' : plan.fit.fits ? 'fits' : 'does NOT fit';
   return [
     `memory plan: ${plan.parameterCount.toLocaleString('en-US')} parameters, precision ${plan.policy}, ${plan.batchSize} x ${plan.blockSize} tokens`
     + `${plan.gradAccum > 1 ? ` x ${plan.gradAccum} micro-batches` : ''}, recompute ${plan.recompute ? 'on' : 'off'}, ${plan.backend} backend`,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { MatmulSpec, View } from '../../../src/backend/backend.js';
 import { BackendError } from '../../../src/backend/backend.js';
-import { createWebGPUBackend, BufferTooLargeError, DeviceLostError, type WebGPUBackend } from '../../../src/backend/webgpu/backend.js';
+import { createWebGPUBackend, DeviceLostError, type WebGPUBackend } from '../../../src/backend/webgpu/backend.js';
 import { needsUnsafeF16 } from '../../../src/backend/webgpu/device.js';
 import { dawnCreateOptions } from '../../../src/backend/webgpu/node.js';
 import { decodeBFloat16, decodeFloat16 } from '../../../src/dtype/codec.js';
@@ -57,15 +57,11 @@ describe('webgpu backend', { skip }, () => {
     }
   });
 
-  test('typed errors: wrong lengths, float64, buffers beyond the adapter limits, double free', () => {
+  test('typed errors: wrong lengths, float64, double free', () => {
     const b = webgpu();
     const buf = b.alloc('float32', 4);
     assert.throws(() => b.write({ buf, offset: 0, size: 4, dtype: 'float32' }, [1, 2, 3]), BackendError);
     assert.throws(() => b.alloc('float64', 4), /float64/);
-    const limit = b.rt.maxBufferBytes;
-    const over = Math.floor(limit / 4) + 1;
-    assert.throws(() => b.alloc('float32', over), (e: unknown) =>
-      e instanceof BufferTooLargeError && e.limit === limit && /maxBufferSize/.test(e.message) && e.message.includes(String(over * 4)));
     b.free(buf);
     assert.throws(() => b.free(buf), /freed twice/);
   });

@@ -1,7 +1,10 @@
 // Tensors larger than one binding, on small sizes: the backend of this file
 // binds at most 4 KiB of a buffer (MIXPREC_WEBGPU_MAX_BINDING), so every
 // tensor here is processed in parts, and each op must still agree with the
-// CPU backend within the tolerances of the unsplit tests.
+// CPU backend within the tolerances of the unsplit tests. split-buffers.test.ts
+// runs this file again with buffers of at most 8 KiB (MIXPREC_WEBGPU_MAX_BUFFER):
+// its tensors are held in several buffers too, and parts that straddle two
+// are staged.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -22,8 +25,9 @@ const LIMIT = 4096;
 const BIG = 3000;
 
 const s = (view: View, strides: number[], offset = 0): Strided => ({ view, offset, strides });
+const BUFFER_LIMIT = process.env.MIXPREC_WEBGPU_MAX_BUFFER;
 
-describe('webgpu ops on tensors larger than one binding', { skip }, () => {
+describe(`webgpu ops on tensors larger than one binding${BUFFER_LIMIT ? `, held in buffers of at most ${BUFFER_LIMIT} bytes` : ''}`, { skip }, () => {
   test('the lowered limit is in force, and whole-buffer bindings past it are refused', async () => {
     assert.equal(webgpu().rt.maxBindingBytes, LIMIT);
     await assert.rejects(createWebGPUBackend({ register: false, maxBindingBytes: 1000 }), /maxBindingBytes is 1000; it must be a whole number of bytes, at least 4096/);
@@ -186,11 +190,34 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
       (e: Error) => e instanceof mp.MixprecError && /attention of one \(batch, head\) pair \(200 queries, 200 keys of 8\) needs \d+ bytes, more than this adapter's maxStorageBufferBindingSize of 4096/.test(e.message));
   });
 
-  test('a tensor larger than maxBufferSize (one buffer per tensor) is refused naming the tensor, its shape, bytes and the limit', () => {
-    const limit = webgpu().rt.maxBufferBytes, dim = 4;
-    const rows = Math.floor(limit / (4 * dim)) + 1;
-    assert.throws(() => new mp.Embedding(rows, dim, { backend: webgpu() }), (e: Error) => e instanceof mp.MixprecError && e.message.startsWith(
-      `Embedding(${rows}, ${dim}).weight, a [${rows}, ${dim}] float32 tensor: webgpu: a float32 buffer of ${rows * dim} elements (a tensor is held in one buffer) needs ${rows * dim * 4} bytes, more than this adapter's maxBufferSize of ${limit} bytes`));
+  test('a tensor larger than maxBufferSize is held in several buffers: written, read and computed on across them', async () => {
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 4096, maxBufferBytes: 8192 });
+    try {
+      assert.equal(gpu.rt.maxBufferBytes, 8192);
+      for (const dtype of FLOATS) {
+        // 5000 values: 20,000 bytes of float32 in 3 buffers, 10,000 bytes of 16-bit in 2.
+        const n = 5000, values = uniform(n, 9);
+        const g = upload(gpu, dtype, values), c = upload(cpu, dtype, values);
+        const block = (g.buf as unknown as { block: { segments: unknown[] } }).block;
+        assert.equal(block.segments.length, dtype === 'float32' ? 3 : 2, dtype);
+        assert.deepEqual(Array.from(await gpu.readRaw(g)), Array.from(await cpu.readRaw(c)), `${dtype}: written and read back across the buffers`);
+        const across = { ...g, offset: 1900, size: 300 }; // 16-bit: bytes 3800..4400; float32: 7600..8800, across the first boundary
+        assert.deepEqual(Array.from(await gpu.read(across)), Array.from(await cpu.read({ ...c, offset: 1900, size: 300 })), `${dtype}: a range across a boundary`);
+        // An op over the whole tensor (parts in one buffer and parts staged across two), and a gather of rows.
+        const gy = empty(gpu, dtype, n), cy = empty(cpu, dtype, n);
+        const staged = gpu.rt.stats.staged;
+        gpu.unary('gelu', g, gy); cpu.unary('gelu', c, cy);
+        assertClose(await gpu.read(gy), await cpu.read(cy), { rtol: rtolFor(dtype), atol: 1e-6 }, `gelu ${dtype}`);
+        assert.ok(gpu.rt.stats.staged > staged, `${dtype}: some parts of gelu straddle two buffers and are staged`);
+        const ids = [0, 99, 47, 50, 51, 12], dim = 50;
+        const gi = upload(gpu, 'int32', ids), ci = upload(cpu, 'int32', ids);
+        const go = empty(gpu, dtype, ids.length * dim), co = empty(cpu, dtype, ids.length * dim);
+        gpu.gather(g, gi, go, ids.length, dim); cpu.gather(c, ci, co, ids.length, dim);
+        assert.deepEqual(Array.from(await gpu.readRaw(go)), Array.from(await cpu.readRaw(co)), `gather ${dtype}`);
+      }
+    } finally {
+      gpu.destroy();
+    }
   });
 
   test('AdamW with master weights and the sum of squares over tensors larger than one binding', () => collect(async (check) => {
@@ -281,7 +308,8 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
     // The token embedding (512 x 64 float32, 128 KiB) is larger than the 96 KiB bound; the
     // activations, the logits (16 x 512) and the other weights are not.
     const shape = { config: mp.gptConfig('tiny', { vocabSize: 512, nLayer: 1, nEmbd: 64, nHead: 4, blockSize: 16 }), B: 1, T: 16 };
-    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 96 * 1024 });
+    // Held in buffers too (split-buffers.test.ts): 64 KiB ones, which every (batch, head) pair of attention fits.
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 96 * 1024, ...(BUFFER_LIMIT ? { maxBufferBytes: 64 * 1024 } : {}) });
     try {
       for (const precision of ['fp32', 'fp16']) {
         const cpuLosses = await lossCurve(new mp.CpuBackend(), precision, 6, shape);
@@ -297,7 +325,7 @@ describe('webgpu ops on tensors larger than one binding', { skip }, () => {
     // Under 16 KiB every weight matrix, the token table, the logits and the fused [4, 16, 192]
     // projection (48 KiB; 12 KiB a batch) are processed in parts.
     const shape = { config: mp.gptConfig('tiny', { vocabSize: 128, nLayer: 1, nEmbd: 64, nHead: 4, blockSize: 16 }), B: 4, T: 16 };
-    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 16 * 1024 });
+    const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 16 * 1024, ...(BUFFER_LIMIT ? { maxBufferBytes: 32 * 1024 } : {}) });
     try {
       const cpuLosses = await lossCurve(new mp.CpuBackend(), 'fp16', 4, shape);
       const gpuLosses = await lossCurve(gpu, 'fp16', 4, shape);
