@@ -193,7 +193,7 @@ function markdown(report: Report): string {
   }
   if (report.ceiling) {
     const torch = report.rows.filter((r) => r.impl === 'torch' && !r.error).map((r) => r.gflops as number);
-    out.push('', `**The adapter's float32 ceiling** (bench/adapter-ceiling.ts: multiply-adds on registers only, no memory traffic, best of`,
+    out.push('', `**The adapter's float32 ceiling** (bench/adapter-ceiling.ts: multiply-adds on registers only, no memory traffic, the fastest of 5 runs of each of`,
       `${report.ceiling.shapes.map((s) => `${s.chains}x${s.unroll}: ${fmt(s.gflops)}`).join(', ')} chains x unrolling): **${fmt(report.ceiling.gflops)} GFLOP/s**.`,
       torch.length ? `Half of PyTorch's geometric mean is ${fmt(geomean(torch) / 2)} GFLOP/s (${fmt(geomean(torch) / 2 / report.ceiling.gflops, 2)} × the ceiling).` : '');
   }
