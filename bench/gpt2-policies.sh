@@ -14,13 +14,15 @@
 # Environment: INIT_FROM=DIR starts every run from that Hugging Face GPT-2
 # directory (--init-from DIR instead of --model gpt2) and writes
 # bench/results/gpt2-policies-init-from.md; MIXPREC_WEBGPU_MAX_BINDING (lower the binding limit),
+# MIXPREC_WEBGPU_MAX_BUFFER=BYTES (hold tensors larger than BYTES in several buffers; writes
+# bench/results/gpt2-policies-buffers-BYTES.md),
 # POLICY_TIMEOUT (seconds per policy, default 1800), WORK_DIR (run directories,
 # default ${TMPDIR:-/tmp}/mixprec-gpt2-policies, removed after each policy:
 # a GPT-2 checkpoint with its AdamW moments is about 1.5 GB).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK_DIR:-${TMPDIR:-/tmp}/mixprec-gpt2-policies}
-OUT="$ROOT/bench/results/gpt2-policies${INIT_FROM:+-init-from}.md"
+OUT="$ROOT/bench/results/gpt2-policies${INIT_FROM:+-init-from}${MIXPREC_WEBGPU_MAX_BUFFER:+-buffers-$MIXPREC_WEBGPU_MAX_BUFFER}.md"
 MODEL_ARGS=(--model gpt2)
 [ -z "${INIT_FROM:-}" ] || MODEL_ARGS=(--init-from "$(cd "$INIT_FROM" && pwd)")
 POLICIES=("$@")
@@ -69,7 +71,7 @@ row_of() { # row_of POLICY RUN_DIR SECONDS STATUS
 ADAPTER=$(cd "$ROOT" && timeout 120 node --import tsx -e '
   const { createWebGPUBackend } = await import("./src/backend/webgpu/backend.ts");
   const b = await createWebGPUBackend({ register: false });
-  console.log(b.description + ", maxStorageBufferBindingSize " + b.rt.maxBindingBytes);
+  console.log(b.description + ", maxStorageBufferBindingSize " + b.rt.maxBindingBytes + (process.env.MIXPREC_WEBGPU_MAX_BUFFER ? ", buffers of at most " + b.rt.maxBufferBytes + " bytes (MIXPREC_WEBGPU_MAX_BUFFER)" : ""));
   b.destroy();
   process.exit(0);
 ' 2>/dev/null || echo "unknown")

@@ -39,6 +39,7 @@ import { matmulSimple } from './kernels/matmul-simple.js';
 import { quantizedMatmul } from './kernels/quantized-matmul.js';
 import { sample } from './kernels/sample.js';
 import { MatmulKernels, type MatmulCall, type MatmulKernelsOptions } from './kernels/matmul.js';
+import { matmulSpans, type MatmulSpan } from './kernels/matmul-plan.js';
 
 export { WebGPUUnavailableError, DeviceLostError, GPUOutOfMemoryError, BufferTooLargeError, GPUValidationError } from './errors.js';
 export type { AdapterInfo, DeviceOptions } from './device.js';
@@ -93,6 +94,24 @@ function byteLimits(opts: WebGPUBackendOptions): { maxBindingBytes?: number; max
     maxBindingBytes: byteLimit('maxBindingBytes', opts.maxBindingBytes, 'MIXPREC_WEBGPU_MAX_BINDING'),
     maxBufferBytes: byteLimit('maxBufferBytes', opts.maxBufferBytes, 'MIXPREC_WEBGPU_MAX_BUFFER'),
   };
+}
+
+/**
+ * `call` with each operand rebased onto the buffer of its block that holds all it touches (as the
+ * tuned kernels bind it: from the aligned start below its first element), or null where one straddles two.
+ */
+function onSegments(call: MatmulCall, bufs: Record<MatmulSpan['name'], Buf | undefined>): MatmulCall | null {
+  const rebased: Partial<MatmulCall> = {};
+  for (const s of matmulSpans(call)) {
+    const block = (bufs[s.name] as GpuBuf).block;
+    const bytes = is16Bit(s.operand.dtype) ? 2 : 4;
+    const start = Math.floor((s.first * bytes) / 256) * 256;
+    const [piece, more] = block.pieces(start, Math.min(block.bytes, Math.ceil((s.end * bytes) / 16) * 16) - start);
+    if (more) return null;
+    const segmentStart = start - piece!.at;
+    rebased[s.name] = { ...s.operand, buffer: piece!.buffer, offset: s.first - segmentStart / bytes };
+  }
+  return { ...call, ...rebased };
 }
 
 function contiguous1(v: View): Strided {
@@ -331,7 +350,7 @@ export class WebGPUBackend implements Backend, Fusions {
   matmul(a: View, b: View, out: View, spec: MatmulSpec): void {
     const kernels = this.matmulKernels;
     if ([a, b, out].some((v) => v.dtype === 'int32')) throw new BackendError(`webgpu: matmul of ${a.dtype} x ${b.dtype} -> ${out.dtype}: integer matmul is not supported`);
-    // The buffer names the operand for the tuned kernels; blocks held in several buffers take the simple kernel, which binds windows.
+    // A block held in several buffers is named by its first here; onSegments rebases the parts onto the right ones.
     const operand = (v: View) => ({ buffer: (v.buf as GpuBuf).block.segments[0]!, dtype: v.dtype as 'float32', offset: v.offset });
     const call: MatmulCall = {
       batch: spec.batch, m: spec.m, n: spec.n, k: spec.k, transA: spec.transA, transB: spec.transB,
@@ -354,11 +373,23 @@ export class WebGPUBackend implements Backend, Fusions {
       matmulAlongK(this, (acc, s) => this.matmul(a, b, acc, s), out, spec);
       return;
     }
-    if (!kernels || views.some((v) => (v.buf as GpuBuf).block.segments.length > 1)) {
-      for (const p of parts) matmulSimple(this.rt, p, { a: a.buf, b: b.buf, c: out.buf, bias: spec.bias?.buf, pre: spec.preGelu?.buf });
+    const bufs = { a: a.buf, b: b.buf, c: out.buf, bias: spec.bias?.buf, preGelu: spec.preGelu?.buf };
+    if (!kernels) {
+      for (const p of parts) matmulSimple(this.rt, p, bufs);
       return;
     }
-    this.rt.encodeExternal(label, views.map((v) => (v.buf as GpuBuf).block), (pass) => { for (const p of parts) kernels.encode(pass, p); });
+    const blocks = views.map((v) => (v.buf as GpuBuf).block);
+    if (blocks.every((b) => b.segments.length === 1)) {
+      this.rt.encodeExternal(label, blocks, (pass) => { for (const p of parts) kernels.encode(pass, p); });
+      return;
+    }
+    // Operands held in several buffers: a part whose operands each lie in one of their buffers takes the
+    // tuned kernels on those; a part with one that straddles two takes the simple kernel, which stages it.
+    for (const p of parts) {
+      const local = onSegments(p, bufs);
+      if (local) this.rt.encodeExternal(label, blocks, (pass) => kernels.encode(pass, local));
+      else matmulSimple(this.rt, p, bufs);
+    }
   }
 
   /** The tuned kernels apply the epilogue as they store. */

@@ -121,6 +121,29 @@ export function resolveMatmul(call: MatmulCall): ResolvedMatmul {
   };
 }
 
+/** An operand of a call, by its name in MatmulCall, and the elements [first, end) of its buffer that the call touches. */
+export interface MatmulSpan {
+  name: 'a' | 'b' | 'c' | 'bias' | 'preGelu';
+  operand: MatmulOperand;
+  first: number;
+  end: number;
+}
+
+/** The spans of a call's operands, all its batches included. */
+export function matmulSpans(call: MatmulCall): MatmulSpan[] {
+  const r = resolveMatmul(call);
+  const span = (name: MatmulSpan['name'], operand: MatmulOperand, first: number, stride: number, rows: number, ld: number, cols: number): MatmulSpan =>
+    ({ name, operand, first, end: first + (r.batch - 1) * stride + (Math.max(rows, 1) - 1) * ld + Math.max(cols, 1) });
+  const out = [
+    span('a', call.a, r.offA, r.strideA, r.transA ? r.k : r.m, r.lda, r.transA ? r.m : r.k),
+    span('b', call.b, r.offB, r.strideB, r.transB ? r.n : r.k, r.ldb, r.transB ? r.k : r.n),
+    span('c', call.c, r.offC, r.strideC, r.m, r.ldc, r.n),
+  ];
+  if (call.bias) out.push(span('bias', call.bias, r.offBias, 0, 1, r.n, r.n));
+  if (call.preGelu) out.push(span('preGelu', call.preGelu, r.offP, r.strideP, r.m, r.ldp, r.n));
+  return out;
+}
+
 const aligned = (x: number, to: number) => x % to === 0;
 
 /** Picks the WGSL variant for a resolved call. */

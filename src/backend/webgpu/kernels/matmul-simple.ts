@@ -12,7 +12,7 @@ import type { Arg, GpuBuf, KernelSource, Runtime } from '../runtime.js';
 import { is16Bit, type WriteMode } from '../storage.js';
 import { windowViews } from '../split.js';
 import { WGSL_MATH } from './elementwise.js';
-import { resolveMatmul, type MatmulCall } from './matmul-plan.js';
+import { matmulSpans, resolveMatmul, type MatmulCall } from './matmul-plan.js';
 
 const TILE = 32;
 const KT = 16;
@@ -96,7 +96,7 @@ function outMode(v: View, ld: number, batchStride: number): WriteMode {
 
 /** The buffers of a call's operands (the call's offsets are elements of these). */
 export interface SimpleOperands {
-  a: Buf; b: Buf; c: Buf; bias?: Buf; pre?: Buf;
+  a: Buf; b: Buf; c: Buf; bias?: Buf; preGelu?: Buf;
 }
 
 /** One matmul call (a whole product or one part of a split one) through the simple kernel. */
@@ -104,19 +104,12 @@ export function matmulSimple(rt: Runtime, call: MatmulCall, bufs: SimpleOperands
   const r = resolveMatmul(call);
   const { batch, m, n, k } = r;
   if (batch * m * n === 0) return;
-  const whole = (buf: Buf, dtype: MatmulCall['a']['dtype']): View => ({ buf, offset: 0, size: (buf as GpuBuf).size, dtype });
-  /** Elements [first, end) of `buf` that a matrix of `rows` rows of `cols` at `ld` apart (and `batch` of them) spans. */
-  const range = (buf: Buf, dtype: MatmulCall['a']['dtype'], first: number, stride: number, rows: number, ld: number, cols: number) => (
-    { view: whole(buf, dtype), lo: first, hi: first + (batch - 1) * stride + (Math.max(rows, 1) - 1) * ld + Math.max(cols, 1) });
-  const ranges = [
-    range(bufs.a, call.a.dtype, r.offA, r.strideA, r.transA ? k : m, r.lda, r.transA ? m : k),
-    range(bufs.b, call.b.dtype, r.offB, r.strideB, r.transB ? n : k, r.ldb, r.transB ? k : n),
-    range(bufs.c, call.c.dtype, r.offC, r.strideC, m, r.ldc, n),
-  ];
-  if (call.bias) ranges.push(range(bufs.bias!, call.bias.dtype, r.offBias, 0, 1, n, n));
-  if (call.preGelu) ranges.push(range(bufs.pre!, call.preGelu.dtype, r.offP, r.strideP, m, r.ldp, n));
   // Each operand is bound as the window of its buffer that the call touches, so a part of a split product fits one binding.
-  const [a, b, out, ...rest] = windowViews(ranges);
+  const windows = windowViews(matmulSpans(call).map((s) => {
+    const buf = bufs[s.name]!;
+    return { view: { buf, offset: 0, size: (buf as GpuBuf).size, dtype: s.operand.dtype }, lo: s.first, hi: s.end };
+  }));
+  const [a, b, out, ...rest] = windows;
   const bias = call.bias ? rest[0] : undefined;
   const pre = call.preGelu ? rest[rest.length - 1] : undefined;
   const args: Arg[] = [
