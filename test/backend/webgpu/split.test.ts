@@ -191,6 +191,7 @@ describe(`webgpu ops on tensors larger than one binding${BUFFER_LIMIT ? `, held 
   });
 
   test('a tensor larger than maxBufferSize is held in several buffers: written, read and computed on across them', async () => {
+    await assert.rejects(createWebGPUBackend({ register: false, maxBufferBytes: 100 }), /maxBufferBytes is 100; it must be a whole number of bytes, at least 4096/);
     const gpu = await createWebGPUBackend({ register: false, maxBindingBytes: 4096, maxBufferBytes: 8192 });
     try {
       assert.equal(gpu.rt.maxBufferBytes, 8192);
