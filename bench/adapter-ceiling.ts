@@ -9,7 +9,7 @@
 import { deviceWait } from '../src/backend/webgpu/device-wait.js';
 
 const STORAGE = 0x80, UNIFORM = 0x40, COPY_DST = 0x8;
-const WORKGROUP = 64, GROUPS = 1024;
+const WORKGROUP = 64;
 
 /** One shape: `chains` independent vec4 accumulators, `unroll` multiply-adds of each per loop iteration. */
 function ceilingWGSL(chains: number, unroll: number, iterations: number): string {
@@ -38,9 +38,10 @@ export interface CeilingResult {
 /**
  * Measures the ceiling on `device`: each shape once to compile, then the fastest of `reps` timed
  * dispatches (a ceiling is what the adapter can do, so the run least disturbed by other work counts).
+ * `groups` workgroups of 64 invocations: 1024 keep a CPU's cores busy; a GPU needs more to fill it.
  */
-export async function measureCeiling(device: GPUDevice, reps = 5): Promise<CeilingResult> {
-  const out = device.createBuffer({ size: GROUPS * WORKGROUP * 16, usage: STORAGE });
+export async function measureCeiling(device: GPUDevice, { reps = 5, groups = 1024 } = {}): Promise<CeilingResult> {
+  const out = device.createBuffer({ size: groups * WORKGROUP * 16, usage: STORAGE });
   const coefficients = device.createBuffer({ size: 16, usage: UNIFORM | COPY_DST });
   device.queue.writeBuffer(coefficients, 0, new Float32Array([0.999, 0.001, 0, 0]));
   const shapes: CeilingResult['shapes'] = [];
@@ -56,7 +57,7 @@ export async function measureCeiling(device: GPUDevice, reps = 5): Promise<Ceili
       const pass = encoder.beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(GROUPS);
+      pass.dispatchWorkgroups(groups);
       pass.end();
       device.queue.submit([encoder.finish()]);
       await deviceWait(device.queue.onSubmittedWorkDone());
@@ -66,7 +67,7 @@ export async function measureCeiling(device: GPUDevice, reps = 5): Promise<Ceili
     const times: number[] = [];
     for (let r = 0; r < reps; r++) times.push(await run());
     times.sort((x, y) => x - y);
-    const flops = GROUPS * WORKGROUP * multiplyAdds * chains * 4 * 2;
+    const flops = groups * WORKGROUP * multiplyAdds * chains * 4 * 2;
     shapes.push({ chains, unroll, gflops: flops / (times[0]! * 1e6) });
   }
   out.destroy();

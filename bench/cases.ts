@@ -5,6 +5,7 @@
 //   node --import tsx bench/cases.ts probe
 //   node --import tsx bench/cases.ts matmul --backend=webgpu --dtype=float16 --sizes=256,512 [--target-ms=300] [--batches=5]
 //   node --import tsx bench/cases.ts train --backend=cpu --model=default|gpt2 --precision=fp16 --warmup=3 --steps=10
+//   node --import tsx bench/cases.ts ceiling   (the WebGPU adapter's float32 arithmetic ceiling, bench/adapter-ceiling.ts)
 
 /// <reference types="@webgpu/types" />
 
@@ -19,6 +20,8 @@ import { tensor } from '../src/tensor/creation.js';
 import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type TrainConfig } from '../src/train/config.js';
 import { selectBackend } from '../src/train/select-backend.js';
 import { createOptimizer, createScaler, modelConfig } from '../src/train/trainer.js';
+import type { WebGPUBackend } from '../src/backend/webgpu/backend.js';
+import { measureCeiling } from './adapter-ceiling.js';
 
 type Args = Record<string, string>;
 
@@ -150,6 +153,14 @@ async function matmulCase(args: Args): Promise<void> {
   }
 }
 
+/** The WebGPU adapter's float32 ceiling: multiply-adds on registers only, which no matmul can exceed there. */
+async function ceilingCase(): Promise<void> {
+  const { backend, description } = await selectBackend('webgpu');
+  const gpu = backend as WebGPUBackend;
+  const c = await measureCeiling(gpu.rt.device, { groups: gpu.adapterInfo.isSoftware ? 1024 : 16384 });
+  print({ kind: 'ceiling', backend: backend.name, backendDescription: description, gflops: c.gflops, shapes: c.shapes, loadEnd: load() });
+}
+
 /** The two benchmark models: the default run's (with its batch and block) and GPT-2 124M. */
 function trainSetup(model: string, precision: string, batch?: number, block?: number): { config: TrainConfig; gpt: GPTConfig; label: string } {
   if (model === 'default') {
@@ -245,6 +256,7 @@ const { command, args } = parseArgs(process.argv.slice(2));
 if (command === 'probe') await probe();
 else if (command === 'matmul') await matmulCase(args);
 else if (command === 'train') await trainCase(args);
-else throw new Error(`bench/cases.ts: unknown command '${command}' (probe, matmul or train)`);
+else if (command === 'ceiling') await ceilingCase();
+else throw new Error(`bench/cases.ts: unknown command '${command}' (probe, matmul, train or ceiling)`);
 // Dawn keeps the process alive while a device exists; every case runs in its own process.
 process.exit(0);

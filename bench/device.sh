@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark for a machine with a GPU, in one command that finishes in under
 # 8 minutes: the adapter and its features, matmul GFLOP/s for float32, float16
-# and bfloat16 storage at n = 1024 to 8192, and GPT-2 124M training tokens/s
+# and bfloat16 storage at n = 1024 to 8192 beside the adapter's float32 arithmetic
+# ceiling (bench/adapter-ceiling.ts), and GPT-2 124M training tokens/s
 # and peak memory for every precision policy, with the 16-bit / fp32 ratios.
 #
 #   bench/device.sh [--quick] [--out DIR]

@@ -280,6 +280,10 @@ function markdown(report: Report): string {
         out.push(`| ${backend} | ${n} | ${fmt(f32)} | ${fmt(f16)} | ${fmt(bf16)} | ${f32 && f16 ? fmt(f16 / f32, 2) : '–'} | ${f32 && bf16 ? fmt(bf16 / f32, 2) : '–'} |`);
       }
     }
+    if (report.ceiling) {
+      out.push('', `The WebGPU adapter's float32 ceiling, a kernel of multiply-adds on registers only (\`bench/adapter-ceiling.ts\`), which no matmul`,
+        `can exceed there: **${fmt(report.ceiling.gflops as number)} GFLOP/s**.`);
+    }
     if (report.backends.includes('cpu')) out.push('', 'The CPU backend stops at n = 2048: a 4096 product takes about half a minute in pure TypeScript.');
     out.push('');
   }
@@ -351,6 +355,8 @@ interface Report {
   loadEnd: number[];
   plans: Record<string, TrainPlan[]>;
   matmul: Result[];
+  /** The WebGPU adapter's float32 arithmetic ceiling (bench/adapter-ceiling.ts). */
+  ceiling?: Result;
   train: TrainRow[];
   failures: string[];
 }
@@ -384,6 +390,12 @@ async function main(): Promise<void> {
 
   if (o.only !== 'train') {
     console.log('matmul');
+    if (backends.includes('webgpu')) {
+      const c = await runCase(['ceiling'], 120);
+      report.ceiling = c.results[0];
+      if (c.error) report.failures.push(`ceiling: ${c.error}`);
+      log('webgpu float32 ceiling', c, `${fmt(report.ceiling?.gflops as number | undefined)} GFLOP/s`);
+    }
     for (const backend of backends) {
       for (const dtype of DTYPES) {
         const sizes = matmulSizes(backend, o);

@@ -65,6 +65,7 @@ test('bench/device.sh --quick writes the adapter, its features, matmul and train
       assert.ok(Number.isFinite(r.gflops) && r.gflops > 0 && r.gflops < 1e6, `matmul ${dtype} n=${r.n}: ${r.gflops} GFLOP/s`);
     }
   }
+  assert.ok(json.ceiling && Number.isFinite(json.ceiling.gflops) && json.ceiling.gflops > 0, `the adapter's float32 ceiling: ${json.ceiling?.gflops}`);
   for (const precision of POLICIES) {
     const row = json.train.find((r: { precision: string }) => r.precision === precision);
     assert.ok(row && row.runs.length === 1 && !row.error, `training ${precision} ran`);
@@ -76,6 +77,7 @@ test('bench/device.sh --quick writes the adapter, its features, matmul and train
   }
 
   assert.match(md, /subgroup-matrix configurations:/);
+  assert.match(md, /float32 ceiling, a kernel of multiply-adds on registers only .*\n.*\*\*[\d,.]+ GFLOP\/s\*\*/);
   assert.match(md, /\| float32 \| float16 \| bfloat16 \| f16 \/ f32 \| bf16 \/ f32 \|/);
   assert.match(md, /fp16 \/ fp32 = \*\*\d+\.\d\d\*\*, bf16 \/ fp32 = \*\*\d+\.\d\d\*\*/);
   for (const precision of POLICIES) assert.match(md, new RegExp(`\\| ${precision} \\| [\\d,]+ \\|`), `a training row for ${precision}`);
