@@ -21,7 +21,7 @@ export function createOptimizer(model: GPT, c: Pick<TrainConfig, 'lr' | 'weightD
 
 /** The GradScaler for a loss-scaling setting: dynamic (with the run's minScale and hysteresis), a fixed scale, or disabled. */
 export function createScaler(config: TrainConfig, backend: Backend): GradScaler {
-  return scalerFor(resolveLossScale(config), backend, { minScale: config.minScale ?? 0, hysteresis: config.hysteresis ?? 1 });
+  return scalerFor(resolveLossScale(config), backend, config);
 }
 
 /** The GradScaler of a policy's loss scaling; dynamic scaling with PyTorch's defaults unless guards are given. */

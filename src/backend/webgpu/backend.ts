@@ -21,6 +21,7 @@ import {
 import { registerBackend } from '../registry.js';
 import type { UpdateCall, UpdateRule } from '../update-rule.js';
 import { dropoutThreshold } from '../random.js';
+import { OFFSET_ALIGN } from './constants.js';
 import { acquireDevice, type AdapterInfo, type DeviceOptions } from './device.js';
 import { GpuBuf, Runtime } from './runtime.js';
 import { is16Bit, nonzeroMask } from './storage.js';
@@ -105,7 +106,7 @@ function onSegments(call: MatmulCall, bufs: Record<MatmulSpan['name'], Buf | und
   for (const s of matmulSpans(call)) {
     const block = (bufs[s.name] as GpuBuf).block;
     const bytes = is16Bit(s.operand.dtype) ? 2 : 4;
-    const start = Math.floor((s.first * bytes) / 256) * 256;
+    const start = Math.floor((s.first * bytes) / OFFSET_ALIGN) * OFFSET_ALIGN;
     const [piece, more] = block.pieces(start, Math.min(block.bytes, Math.ceil((s.end * bytes) / 16) * 16) - start);
     if (more) return null;
     const segmentStart = start - piece!.at;

@@ -5,7 +5,7 @@
 import type { DType } from '../../dtype/dtype.js';
 import type { Buf, MemoryInfo } from '../backend.js';
 import { BackendError } from '../backend.js';
-import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from './constants.js';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE, OFFSET_ALIGN } from './constants.js';
 import { GPUOutOfMemoryError } from './errors.js';
 import { bufferBytes } from './storage.js';
 
@@ -37,6 +37,11 @@ export class Block {
     }
     return out;
   }
+}
+
+/** The bytes of each buffer of a block held in several: starting on the storage offset alignment, a window inside one binds as it is. */
+export function segmentBytesFor(maxBufferBytes: number): number {
+  return Math.floor(maxBufferBytes / OFFSET_ALIGN) * OFFSET_ALIGN;
 }
 
 /** The backend's `Buf`: a typed window on a pooled block. */
@@ -94,8 +99,7 @@ export class BufferPool {
     if (block) {
       this.pooledBlocks--;
     } else {
-      // Segments start on the storage offset alignment (at most 256), so windows inside one bind as they are.
-      const segmentBytes = bytes <= this.maxBufferBytes ? bytes : Math.floor(this.maxBufferBytes / 256) * 256;
+      const segmentBytes = bytes <= this.maxBufferBytes ? bytes : segmentBytesFor(this.maxBufferBytes);
       const segments: GPUBuffer[] = [];
       this.device.pushErrorScope('out-of-memory');
       for (let at = 0; at < bytes; at += segmentBytes) {

@@ -9,3 +9,6 @@ export const BUFFER_STORAGE = 0x0080;
 export const BUFFER_QUERY_RESOLVE = 0x0200;
 export const MAP_READ = 0x0001;
 export const STAGE_COMPUTE = 0x4;
+
+/** WebGPU's minStorageBufferOffsetAlignment is at most this: a binding may start on any multiple of it. */
+export const OFFSET_ALIGN = 256;

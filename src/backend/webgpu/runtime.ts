@@ -233,11 +233,14 @@ export class Runtime {
   private stageStraddling(phys: Physical[]): Staged[] {
     const staged: Staged[] = [];
     for (const p of phys) {
-      if (!p.window || p.block.pieces(p.window.offset, p.window.size).length === 1) continue;
-      const tmp = this.pool.alloc('float32', p.window.size / 4);
+      const window = p.window;
+      if (!window || p.block.segments.length === 1) continue;
+      const pieces = p.block.pieces(window.offset, window.size);
+      if (pieces.length === 1) continue;
+      const tmp = this.pool.alloc('float32', window.size / 4);
       const enc = this.endPass();
-      for (const piece of p.block.pieces(p.window.offset, p.window.size)) enc.copyBufferToBuffer(piece.buffer, piece.at, tmp.block.gpu, piece.from, piece.bytes);
-      staged.push({ p, from: p.block, window: p.window, tmp });
+      for (const piece of pieces) enc.copyBufferToBuffer(piece.buffer, piece.at, tmp.block.gpu, piece.from, piece.bytes);
+      staged.push({ p, from: p.block, window, tmp });
       this.stats.staged++;
       p.block = tmp.block;
       p.window = undefined;

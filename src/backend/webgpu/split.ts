@@ -13,12 +13,11 @@
 import type { Strided, View } from '../backend.js';
 import type { DType } from '../../dtype/dtype.js';
 import { collapse } from '../cpu/strided.js';
+import { OFFSET_ALIGN } from './constants.js';
 import { BufferTooLargeError } from './errors.js';
 import { GpuBuf, type Runtime } from './runtime.js';
 import { is16Bit } from './storage.js';
 
-/** WebGPU's minStorageBufferOffsetAlignment is at most this. */
-const OFFSET_ALIGN = 256;
 /** Bytes a window may need beyond its elements: the aligned start below them and the 16-byte rounding of its end. */
 const SLACK = 2 * OFFSET_ALIGN;
 

@@ -27,6 +27,7 @@ import { createOptimizer, scalerFor } from '../../train/run-setup.js';
 import { ampStep, type AmpStepResult } from '../../train/amp-step.js';
 import { computeMemory } from '../memory.js';
 import { ShapeBackend, type Allocator } from './shape-backend.js';
+import { segmentBytesFor } from '../../backend/webgpu/buffer-pool.js';
 
 /** What the device allows; each is optional (unknown limits are not checked). */
 export interface DeviceLimits {
@@ -242,7 +243,7 @@ function checkFit(peak: number, largest: number, overBinding: number, limits: De
   const notes: string[] = [];
   let fits: boolean | null = null;
   if (limits.maxBufferSize !== undefined) {
-    const buffers = Math.ceil(largest / (Math.floor(limits.maxBufferSize / 256) * 256));
+    const buffers = Math.ceil(largest / segmentBytesFor(limits.maxBufferSize));
     notes.push(largest <= limits.maxBufferSize
       ? `the largest tensor (${formatBytes(largest)}) fits maxBufferSize (${formatBytes(limits.maxBufferSize)})`
       : `the largest tensor (${formatBytes(largest)}) exceeds maxBufferSize (${formatBytes(limits.maxBufferSize)}): it is held in ${buffers} buffers`);
